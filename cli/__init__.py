@@ -1,0 +1,1 @@
+"""The ``amoeba`` command: the composition root that wires the orchestrator, workers and tools."""

@@ -1,0 +1,1 @@
+"""The SQL population store: SQLAlchemy rows, repositories and Alembic migrations."""

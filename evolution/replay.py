@@ -1,0 +1,116 @@
+"""Replay: fold an experiment's event log through the pure core and check every stored proposal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from evolution.algorithms import EvolutionConfig, Member, Proposal, observe, propose
+from mutations import Mutation
+
+
+@dataclass(frozen=True, slots=True)
+class Proposed:
+    """Proposal ``seq`` was made with this genome fingerprint and parent."""
+
+    seq: int
+    fingerprint: str
+    parent_seq: int | None = None
+    event_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """Proposal ``seq`` completed with these objectives."""
+
+    seq: int
+    fitness: float
+    accuracy: float
+    latency_ms: float | None = None
+    event_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Proposal ``seq`` failed for good (never enters the population)."""
+
+    seq: int
+    event_seq: int = 0
+
+
+Event = Proposed | Completed | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayMismatch:
+    """The first place where the log disagrees with what the core derives."""
+
+    event_seq: int
+    proposal_seq: int
+    expected: str
+    stored: str
+
+    def describe(self) -> str:
+        return (
+            f"event {self.event_seq}: proposal {self.proposal_seq} re-derives as {self.expected} "
+            f"but the log stores {self.stored}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayState:
+    """The population and derived proposals after folding a prefix of the log."""
+
+    population: tuple[Member, ...]
+    proposals: dict[int, Proposal]
+    completed: int
+    failed: int
+    mismatch: ReplayMismatch | None
+
+
+def fold(
+    config: EvolutionConfig,
+    space: Any,
+    mutation: Mutation,
+    events: Iterable[Event],
+    stop_at_mismatch: bool = True,
+) -> ReplayState:
+    """Fold events in log order: re-derive each proposal from the population it saw and (seed, seq)."""
+    population: tuple[Member, ...] = ()
+    proposals: dict[int, Proposal] = {}
+    completed = failed = 0
+    mismatch: ReplayMismatch | None = None
+    for event in events:
+        if isinstance(event, Proposed):
+            derived = propose(config, space, mutation, population, event.seq)
+            proposals[event.seq] = derived
+            stored = (event.fingerprint, event.parent_seq)
+            if mismatch is None and (derived.genome.fingerprint, derived.parent_seq) != stored:
+                mismatch = ReplayMismatch(
+                    event.event_seq,
+                    event.seq,
+                    f"{derived.genome.fingerprint} (parent {derived.parent_seq})",
+                    f"{event.fingerprint} (parent {event.parent_seq})",
+                )
+                if stop_at_mismatch:
+                    break
+        elif isinstance(event, Completed):
+            proposal = proposals.get(event.seq)
+            if proposal is None:
+                if mismatch is None:
+                    mismatch = ReplayMismatch(event.event_seq, event.seq, "a proposal before completion", "none")
+                if stop_at_mismatch:
+                    break
+                continue
+            member = Member(event.seq, proposal.genome, event.fitness, event.accuracy, event.latency_ms)
+            population, _ = observe(config, population, member)
+            completed += 1
+        else:
+            failed += 1
+    return ReplayState(population, proposals, completed, failed, mismatch)
+
+
+def verify(config: EvolutionConfig, space: Any, mutation: Mutation, events: Iterable[Event]) -> ReplayMismatch | None:
+    """None when every stored proposal re-derives exactly; otherwise the first mismatch."""
+    return fold(config, space, mutation, events).mismatch

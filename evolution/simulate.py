@@ -1,0 +1,60 @@
+"""A sequential, in-process search loop over a fitness function (for tabular benchmarks and tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from evolution.algorithms import EvolutionConfig, Member, Proposal, observe, propose
+from genome import Genome
+from mutations import Mutation
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """Every proposal in order, the fitness of each, and the best member by fitness."""
+
+    proposals: tuple[Proposal, ...]
+    fitnesses: tuple[float, ...]
+    best: Member
+
+
+def run_search(
+    config: EvolutionConfig,
+    space: Any,
+    mutation: Mutation,
+    fitness: Callable[[Genome], float],
+    max_evaluations: int | None = None,
+    cost: Callable[[Genome], float] | None = None,
+    budget: float | None = None,
+) -> SearchResult:
+    """Propose, evaluate and observe one child at a time until the evaluation count or cost budget is spent.
+
+    With a cost budget, the evaluation that would exceed the budget is not counted (as in NAS-Bench-201's
+    simulated search time).
+    """
+    if max_evaluations is None and budget is None:
+        raise ValueError("give max_evaluations or a cost budget")
+    population: tuple[Member, ...] = ()
+    proposals: list[Proposal] = []
+    fitnesses: list[float] = []
+    best: Member | None = None
+    spent = 0.0
+    seq = 0
+    while max_evaluations is None or seq < max_evaluations:
+        proposal = propose(config, space, mutation, population, seq)
+        if budget is not None and cost is not None:
+            spent += cost(proposal.genome)
+            if spent > budget and seq > 0:
+                break
+        value = fitness(proposal.genome)
+        member = Member(seq, proposal.genome, value, value)
+        population, _ = observe(config, population, member)
+        proposals.append(proposal)
+        fitnesses.append(value)
+        if best is None or value > best.fitness:
+            best = member
+        seq += 1
+    assert best is not None
+    return SearchResult(tuple(proposals), tuple(fitnesses), best)

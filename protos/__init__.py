@@ -1,0 +1,1 @@
+"""The wire protocol (amoeba.v1): .proto sources, committed generated code, and the one codec."""

@@ -1,0 +1,79 @@
+"""Load a NAS-Bench-201-shaped CSV table (must have ``arch_str``) into per-genome metric columns."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from genome import GenomeError, NB201Genome
+from genome.nb201 import parse_arch_str
+
+DEFAULT_TABLE = "nb201_cifar10.csv"
+
+
+class TableError(ValueError):
+    """The table file is missing, malformed, or lacks a requested column."""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Columns of floats keyed by genome; ``column(name)`` checks that the column exists."""
+
+    path: str
+    columns: tuple[str, ...]
+    rows: dict[NB201Genome, dict[str, float]]
+
+    def column(self, name: str) -> dict[NB201Genome, float]:
+        if name not in self.columns:
+            raise TableError(f"table {self.path} has no column {name!r}; columns: {', '.join(self.columns)}")
+        return {g: row[name] for g, row in self.rows.items()}
+
+    def get(self, genome: NB201Genome, name: str) -> float:
+        if name not in self.columns:
+            raise TableError(f"table {self.path} has no column {name!r}")
+        try:
+            return self.rows[genome][name]
+        except KeyError:
+            raise TableError(f"genome {genome.to_arch_str()} is not in table {self.path}") from None
+
+
+def default_table_path() -> Path:
+    return Path(str(resources.files("tables").joinpath(DEFAULT_TABLE)))
+
+
+_CACHE: dict[str, Table] = {}
+
+
+def load_table(path: str | Path | None = None) -> Table:
+    """Read (and cache) a table; numeric columns become floats, ``arch_str`` becomes the genome key."""
+    p = Path(path) if path is not None else default_table_path()
+    key = str(p.resolve()) if p.exists() else str(p)
+    if key in _CACHE:
+        return _CACHE[key]
+    if not p.is_file():
+        raise TableError(f"table file not found: {p}")
+    rows: dict[NB201Genome, dict[str, float]] = {}
+    with p.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = tuple(reader.fieldnames or ())
+        if "arch_str" not in header:
+            raise TableError(f"table {p} must have an 'arch_str' column")
+        numeric = tuple(c for c in header if c != "arch_str")
+        for lineno, raw in enumerate(reader, start=2):
+            try:
+                genome = parse_arch_str(raw["arch_str"])
+            except GenomeError as exc:
+                raise TableError(f"{p}:{lineno}: {exc}") from None
+            values: dict[str, float] = {}
+            for c in numeric:
+                try:
+                    values[c] = float(raw[c])
+                except (TypeError, ValueError):
+                    values[c] = math.nan
+            rows[genome] = values
+    table = Table(str(p), numeric, rows)
+    _CACHE[key] = table
+    return table

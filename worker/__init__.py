@@ -1,0 +1,1 @@
+"""Workers: the lease/heartbeat/report loop with pluggable evaluators (table lookup, Flax training)."""
