@@ -1,0 +1,1 @@
+"""Presentation over plain data: the terminal status view, replay plots and CSV/JSON exports."""
