@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
 
 from cli.errors import user_error_types
@@ -24,13 +25,44 @@ def _register() -> None:
     bench.register(app)
 
 
+def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:
+    """The click exception class ``name`` from click and from the copy newer Typer versions vendor."""
+    modules = [click.exceptions]
+    vendored = getattr(typer, "_click", None)
+    if vendored is not None and hasattr(vendored, "exceptions"):
+        modules.append(vendored.exceptions)
+    return tuple(getattr(m, name) for m in modules if hasattr(m, name))
+
+
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        app(args=argv, standalone_mode=True)
+        result = app(args=argv, standalone_mode=False, prog_name="amoeba")
+    except _click_exceptions("NoArgsIsHelpError") as exc:
+        # Bare `amoeba` or `amoeba GROUP`: show help, as users expect, and exit 0.
+        ctx = getattr(exc, "ctx", None)
+        print(ctx.get_help() if ctx else "", file=sys.stdout)
+        sys.exit(0)
+    except _click_exceptions("UsageError") as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+        print(f"amoeba: error: {exc.format_message()}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
+        sys.exit(2)
+    except _click_exceptions("Abort"):
+        print("amoeba: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except _click_exceptions("Exit") as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except _click_exceptions("ClickException") as exc:
+        print(f"amoeba: error: {exc.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 1) or 1)
     except user_error_types() as exc:
         print(f"amoeba: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("amoeba: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":
