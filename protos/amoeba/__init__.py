@@ -1,0 +1,1 @@
+"""Versioned protobuf packages of the wire protocol."""
