@@ -1,0 +1,126 @@
+"""Pure derivations shared by the status producers and the plots: the front, best-so-far, ages, lineage."""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+
+def pareto_flags(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For (accuracy, latency_ms) points: True where no other point dominates (accuracy up, latency down).
+
+    A point is dominated when another is at least as accurate and at least as fast and strictly better
+    in one; equal points do not dominate each other, so duplicates on the front all stay on it.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
+    flags = [False] * len(points)
+    best_acc = float("-inf")
+    best_at: tuple[float, float] | None = None
+    for i in order:
+        acc, lat = points[i]
+        if acc > best_acc:
+            flags[i] = True
+            best_acc, best_at = acc, (acc, lat)
+        elif best_at is not None and (acc, lat) == best_at:
+            flags[i] = True
+    return flags
+
+
+def front_line(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The non-dominated (accuracy, latency_ms) points sorted by latency, duplicates removed."""
+    flags = pareto_flags(points)
+    return sorted({p for p, on in zip(points, flags, strict=True) if on}, key=lambda p: (p[1], -p[0]))
+
+
+def best_so_far(series: Iterable[tuple[float, float]]) -> list[list[float]]:
+    """``[x, fitness]`` at each strict improvement of (x, fitness) pairs taken in x order."""
+    out: list[list[float]] = []
+    best = float("-inf")
+    for x, f in sorted(series, key=lambda p: p[0]):
+        if f > best:
+            best = f
+            out.append([x, f])
+    return out
+
+
+def histogram(values: Sequence[int], bins: int) -> tuple[list[int], int]:
+    """Counts of non-negative integers in ``bins`` equal bins over 0..max; also the bin width."""
+    if not values or bins < 1:
+        return [], 1
+    top = max(values)
+    width = max(1, -(-(top + 1) // bins))
+    counts = [0] * min(bins, -(-(top + 1) // width))
+    for v in values:
+        counts[min(v // width, len(counts) - 1)] += 1
+    return counts, width
+
+
+def lineage(records: Iterable[Mapping[str, Any]], proposal_seq: int) -> list[Mapping[str, Any]]:
+    """The ancestors of an individual by ``parent_seq``, itself first, down to a random genome.
+
+    Raises KeyError when ``proposal_seq`` (or a parent on the way) is not among the records.
+    """
+    by_seq = {int(r["proposal_seq"]): r for r in records}
+    chain: list[Mapping[str, Any]] = []
+    seen: set[int] = set()
+    seq: int | None = proposal_seq
+    while seq is not None:
+        if seq in seen:  # a cycle can only come from corrupt data; stop rather than loop forever
+            raise ValueError(f"parent cycle at proposal {seq}")
+        seen.add(seq)
+        rec = by_seq[seq]
+        chain.append(rec)
+        parent = rec.get("parent_seq")
+        seq = None if parent is None else int(parent)
+    return chain
+
+
+def population_timeline(
+    records: Iterable[Mapping[str, Any]], population_size: int, algorithm: str = "aging"
+) -> list[dict[str, Any]]:
+    """The population after every completion, replayed from completed records.
+
+    Completed records (``state == "completed"`` with a fitness) are taken in ``completion_rank``
+    order (``completed_at``, then ``proposal_seq`` when absent). ``aging`` and ``random`` keep the
+    ``population_size`` most recent; ``non-aging`` drops the worst. One row per completion.
+    """
+    if population_size < 1:
+        raise ValueError("population_size must be positive")
+    if algorithm not in ("aging", "non-aging", "random"):
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    done = [r for r in records if r.get("state", "completed") == "completed" and r.get("fitness") is not None]
+    done.sort(key=lambda r: (_rank_key(r.get("completion_rank")), _rank_key(r.get("completed_at")), r["proposal_seq"]))
+    members: list[Mapping[str, Any]] = []  # in completion order
+    by_fitness: list[tuple[float, int]] = []  # sorted (fitness, proposal_seq)
+    rows: list[dict[str, Any]] = []
+    for rank, r in enumerate(done):
+        f, seq = float(r["fitness"]), int(r["proposal_seq"])
+        members.append(r)
+        bisect.insort(by_fitness, (f, seq))
+        if len(members) > population_size:
+            if algorithm == "non-aging":
+                _, gone_seq = by_fitness.pop(0)
+                members = [m for m in members if int(m["proposal_seq"]) != gone_seq]
+            else:
+                gone = members.pop(0)
+                by_fitness.remove((float(gone["fitness"]), int(gone["proposal_seq"])))
+        fits = [x for x, _ in by_fitness]
+        best_seq = by_fitness[-1][1]
+        rows.append({
+            "completion_rank": rank,
+            "proposal_seq": seq,
+            "completed_at": r.get("completed_at"),
+            "fitness": f,
+            "size": len(fits),
+            "best": fits[-1],
+            "median": statistics.median(fits),
+            "worst": fits[0],
+            "best_proposal_seq": best_seq,
+        })
+    return rows
+
+
+def _rank_key(value: Any) -> float:
+    return float("inf") if value is None else float(value)

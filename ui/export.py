@@ -1,0 +1,141 @@
+"""CSV and JSON exports of an experiment from plain records: history, lineage of the best, population timeline.
+
+Records are mappings with the ``orchestrator.domain.Individual`` field names (``dataclasses.asdict``
+of one works as is). The column lists below are the stable export schema; keys outside them are
+ignored, missing ones are written empty (CSV) or null (JSON). ``genome`` is canonical JSON text in
+CSV and an object in JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ui.derive import lineage, population_timeline
+
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "proposal_seq", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy",
+    "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "created_at", "completed_at",
+    "completion_rank", "failure_reason", "genome",
+)
+LINEAGE_COLUMNS: tuple[str, ...] = ("generation", *HISTORY_COLUMNS)
+TIMELINE_COLUMNS: tuple[str, ...] = (
+    "completion_rank", "proposal_seq", "completed_at", "fitness", "size", "best", "median", "worst",
+    "best_proposal_seq",
+)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN; an export must parse everywhere
+    return value
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return value
+
+
+def write_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], csv_path: str | Path,
+                json_path: str | Path | None = None) -> list[Path]:
+    """Write rows as CSV (header = ``columns``) and, when asked, as a JSON list of objects with those keys."""
+    materialised = [{c: r.get(c) for c in columns} for r in rows]
+    written = []
+    out = Path(csv_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for r in materialised:
+            writer.writerow([_csv_value(r[c]) for c in columns])
+    written.append(out)
+    if json_path is not None:
+        jout = Path(json_path)
+        jout.write_text(
+            json.dumps([{c: _json_value(r[c]) for c in columns} for r in materialised], indent=1) + "\n",
+            encoding="utf-8",
+        )
+        written.append(jout)
+    return written
+
+
+def write_history(records: Iterable[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+    """history.csv and history.json: every individual in proposal order."""
+    rows = sorted(records, key=lambda r: int(r["proposal_seq"]))
+    d = Path(out_dir)
+    return write_table(rows, HISTORY_COLUMNS, d / "history.csv", d / "history.json")
+
+
+def best_record(records: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The completed record with the highest fitness (earliest proposal on ties); None when there is none."""
+    done = [r for r in records if r.get("state", "completed") == "completed" and r.get("fitness") is not None]
+    if not done:
+        return None
+    return max(done, key=lambda r: (float(r["fitness"]), -int(r["proposal_seq"])))
+
+
+def write_lineage(records: Sequence[Mapping[str, Any]], proposal_seq: int, out_dir: str | Path) -> list[Path]:
+    """lineage.csv and lineage.json: the individual, its parent, ... back to a random genome (generation 0)."""
+    chain = lineage(records, proposal_seq)
+    rows = [{"generation": len(chain) - 1 - i, **r} for i, r in enumerate(chain)]
+    d = Path(out_dir)
+    return write_table(rows, LINEAGE_COLUMNS, d / "lineage.csv", d / "lineage.json")
+
+
+def write_population_timeline(records: Iterable[Mapping[str, Any]], population_size: int, out_dir: str | Path,
+                              algorithm: str = "aging") -> list[Path]:
+    """population.csv and population.json: size, best, median and worst fitness after every completion."""
+    d = Path(out_dir)
+    rows = population_timeline(records, population_size, algorithm)
+    return write_table(rows, TIMELINE_COLUMNS, d / "population.csv", d / "population.json")
+
+
+def export_experiment(
+    records: Sequence[Mapping[str, Any]],
+    out_dir: str | Path,
+    *,
+    population_size: int,
+    algorithm: str = "aging",
+    created_at: float | None = None,
+    name: str = "",
+) -> dict[str, str]:
+    """Everything ``amoeba replay --export`` writes, in one folder; returns {artifact: path}.
+
+    Artifacts: history, lineage (of the best, when there is one), population (CSV + JSON each),
+    progress.png (fitness against hours since ``created_at`` when given, else the completion index)
+    and front.png (accuracy against latency).
+    """
+    from ui.plots import front_plot, progress_plot  # matplotlib costs a second to import; only here
+
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    out: dict[str, str] = {}
+    for p in write_history(records, d):
+        out[p.stem + p.suffix.replace(".", "_")] = str(p)
+    best = best_record(records)
+    if best is not None:
+        for p in write_lineage(records, int(best["proposal_seq"]), d):
+            out[p.stem + p.suffix.replace(".", "_")] = str(p)
+    for p in write_population_timeline(records, population_size, d, algorithm):
+        out[p.stem + p.suffix.replace(".", "_")] = str(p)
+    done = [r for r in records if r.get("state", "completed") == "completed" and r.get("fitness") is not None]
+    if created_at is not None and all(r.get("completed_at") is not None for r in done):
+        pts = [((float(r["completed_at"]) - created_at) / 3600.0, float(r["fitness"])) for r in done]
+        x_label = "hours since the experiment was created"
+    else:
+        done.sort(key=lambda r: (r.get("completion_rank") is None, r.get("completion_rank") or 0, r["proposal_seq"]))
+        pts = [(float(i), float(r["fitness"])) for i, r in enumerate(done)]
+        x_label = "completed evaluations"
+    out["progress_png"] = str(progress_plot(pts, d / "progress.png", x_label=x_label,
+                                            title=f"{name} progress" if name else ""))
+    front = [(float(r["accuracy"]), float(r["latency_ms"])) for r in done
+             if r.get("accuracy") is not None and r.get("latency_ms") is not None]
+    out["front_png"] = str(front_plot(front, d / "front.png", title=f"{name} accuracy vs latency" if name else ""))
+    return out
