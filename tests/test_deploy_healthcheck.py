@@ -1,0 +1,118 @@
+"""deploy/healthcheck.py against a real gRPC health service on a loopback port, plain and with TLS."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("deploy_healthcheck", ROOT / "deploy" / "healthcheck.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hc = _load()
+
+
+def _serve(credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.Server, Any, int]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = (server.add_secure_port("localhost:0", credentials) if credentials
+            else server.add_insecure_port("localhost:0"))
+    server.start()
+    return server, servicer, port
+
+
+@pytest.fixture
+def plain() -> Iterator[tuple[Any, int]]:
+    server, servicer, port = _serve()
+    yield servicer, port
+    server.stop(None).wait()
+
+
+def test_serving_not_serving_and_unknown_service(plain: tuple[Any, int], capsys: pytest.CaptureFixture[str]) -> None:
+    servicer, port = plain
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    servicer.set("amoeba.v1.Orchestrator", health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert hc.main(["--server", f"localhost:{port}"]) == 0
+    assert "SERVING" in capsys.readouterr().out
+    assert hc.main(["--server", f"localhost:{port}", "--service", "amoeba.v1.Orchestrator"]) == 1
+    assert "NOT_SERVING" in capsys.readouterr().err
+    assert hc.main(["--server", f"localhost:{port}", "--service", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("healthcheck: ") and "NOT_FOUND" in err and err.count("\n") == 1
+
+
+def test_nothing_listening_fails_fast(capsys: pytest.CaptureFixture[str]) -> None:
+    server, _, port = _serve()
+    server.stop(None).wait()
+    assert hc.main(["--server", f"localhost:{port}", "--timeout", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "UNAVAILABLE" in err or "DEADLINE_EXCEEDED" in err
+
+
+def test_empty_environment_variables_mean_unset(monkeypatch: pytest.MonkeyPatch, plain: tuple[Any, int]) -> None:
+    servicer, port = plain
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in ("AMOEBA_TLS_CA", "AMOEBA_TLS_CLIENT_CERT", "AMOEBA_TLS_CLIENT_KEY", "AMOEBA_TLS_AUTHORITY"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("AMOEBA_HEALTH_SERVER", f"localhost:{port}")
+    assert hc.main(["--quiet"]) == 0
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orchestrator")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("orchestrator"), x509.DNSName("localhost")]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "server.crt", tmp_path / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_with_the_servers_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cert, key = _self_signed(tmp_path)
+    creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+    server, servicer, port = _serve(creds)
+    try:
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert hc.main(["--server", f"localhost:{port}", "--tls-ca", str(cert)]) == 0
+        # The certificate names "orchestrator" (the compose service); --authority checks against it.
+        assert hc.main(["--server", f"localhost:{port}", "--tls-ca", str(cert), "--authority", "orchestrator"]) == 0
+        capsys.readouterr()
+        # Plain text against a TLS port is refused.
+        assert hc.main(["--server", f"localhost:{port}", "--timeout", "1"]) == 1
+        assert hc.main(["--server", f"localhost:{port}", "--tls-ca", str(tmp_path / "missing.crt")]) == 1
+        assert "cannot read TLS file" in capsys.readouterr().err
+    finally:
+        server.stop(None).wait()
