@@ -10,7 +10,9 @@ spatial size divided by ``stride``. The ops follow tensorflow/tpu ``amoeba_net``
 - ``dil_sep_conv_3x3``: the same with depthwise dilation 2.
 - ``avg_pool_3x3`` / ``max_pool_3x3``: 3x3 window, SAME padding (the average excludes padding), then
   ReLU, 1x1 conv, BN only when the channel count differs from ``filters``.
-- ``conv_1x7_7x1``: ReLU, conv 1x7 (stride (1, s)), conv 7x1 (stride (s, 1)), BN.
+- ``conv_1x7_7x1``: the reference's bottleneck (tensorflow/tpu ``amoeba_net``): ReLU-1x1 conv to
+  ``filters // 4``-BN, ReLU-conv 1x7 (stride (1, s))-BN, ReLU-conv 7x1 (stride (s, 1))-BN, ReLU-1x1
+  conv to ``filters``-BN; without the two 1x1 layers (at ``filters``) when ``filters < 4``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from genome import NASNET_OPS
-from nets.layers import BN_MOMENTUM, Conv, Dtype, ReLUConvBN, SepConv, batch_norm
+from nets.layers import BN_MOMENTUM, Dtype, ReLUConvBN, SepConv
 
 
 class Identity(nn.Module):
@@ -83,10 +85,18 @@ class Conv1x7x7x1(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = nn.relu(x)
-        x = Conv(self.features, (1, 7), (1, self.strides), dtype=self.dtype, name="conv_1x7")(x)
-        x = Conv(self.features, (7, 1), (self.strides, 1), dtype=self.dtype, name="conv_7x1")(x)
-        return batch_norm(train, self.bn_momentum, self.dtype, name="bn")(x)
+        # The reference wraps the factorized 7x7 in a bottleneck of filters // 4 channels (none when
+        # that is 0); the paper's parameter counts are only reached with it.
+        inner = self.features // 4
+        bn = {"dtype": self.dtype, "bn_momentum": self.bn_momentum}
+        if inner >= 1:
+            x = ReLUConvBN(inner, name="pre_1x1", **bn)(x, train)
+        width = inner if inner >= 1 else self.features
+        x = ReLUConvBN(width, (1, 7), (1, self.strides), name="conv_1x7", **bn)(x, train)
+        x = ReLUConvBN(width, (7, 1), (self.strides, 1), name="conv_7x1", **bn)(x, train)
+        if inner >= 1:
+            x = ReLUConvBN(self.features, name="post_1x1", **bn)(x, train)
+        return x
 
 
 OpFactory = Callable[..., nn.Module]
