@@ -161,7 +161,7 @@ def check_options(cmd: Command, path: list[str], args: list[str], environment: M
     given: set[str] = set()
     it: Iterator[str] = iter(args)
     for token in it:
-        assert token.startswith("--"), f"`{' '.join(path)}`: unexpected positional argument {token!r}"
+        assert token.startswith("-"), f"`{' '.join(path)}`: unexpected positional argument {token!r}"
         flag, _, inline = token.partition("=")
         param = by_opt.get(flag)
         assert param is not None, f"`{' '.join(path)}` has no option {flag} (has: {sorted(by_opt)})"
