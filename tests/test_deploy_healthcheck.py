@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import shutil
+import subprocess
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -116,3 +118,34 @@ def test_tls_with_the_servers_ca(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert "cannot read TLS file" in capsys.readouterr().err
     finally:
         server.stop(None).wait()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="deploy/make-certs.sh needs the openssl command")
+def test_make_certs_gives_a_working_mutual_tls_setup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    certs = tmp_path / "certs"
+    made = subprocess.run([str(ROOT / "deploy" / "make-certs.sh"), str(certs), "head.example.org"],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    creds = grpc.ssl_server_credentials(
+        [((certs / "server.key").read_bytes(), (certs / "server.crt").read_bytes())],
+        root_certificates=(certs / "ca.crt").read_bytes(), require_client_auth=True,
+    )
+    server, servicer, port = _serve(creds)
+    try:
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        target = f"localhost:{port}"
+        ca, cert, key = (str(certs / n) for n in ("ca.crt", "client.crt", "client.key"))
+        assert hc.main(["--server", target, "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key]) == 0
+        # The names a worker may dial: the compose service and the extra host name.
+        for name in ("orchestrator", "head.example.org"):
+            assert hc.main(["--server", target, "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key,
+                            "--authority", name]) == 0
+        capsys.readouterr()
+        assert hc.main(["--server", target, "--tls-ca", ca, "--timeout", "1"]) == 1  # no client certificate
+        assert hc.main(["--server", target, "--tls-ca", ca, "--tls-cert", cert]) == 1
+        assert "needs both --tls-cert and --tls-key" in capsys.readouterr().err
+    finally:
+        server.stop(None).wait()
+    # A second run refuses to overwrite the keys.
+    again = subprocess.run([str(ROOT / "deploy" / "make-certs.sh"), str(certs)], capture_output=True, text=True)
+    assert again.returncode == 1 and "exists" in again.stderr
