@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -106,18 +105,19 @@ def population_timeline(
             else:
                 gone = members.pop(0)
                 by_fitness.remove((float(gone["fitness"]), int(gone["proposal_seq"])))
-        fits = [x for x, _ in by_fitness]
-        best_seq = by_fitness[-1][1]
+        n = len(by_fitness)
+        # by_fitness is sorted, so the median is read off the middle rather than re-sorted every row.
+        median = by_fitness[n // 2][0] if n % 2 else (by_fitness[n // 2 - 1][0] + by_fitness[n // 2][0]) / 2
         rows.append({
             "completion_rank": rank,
             "proposal_seq": seq,
             "completed_at": r.get("completed_at"),
             "fitness": f,
-            "size": len(fits),
-            "best": fits[-1],
-            "median": statistics.median(fits),
-            "worst": fits[0],
-            "best_proposal_seq": best_seq,
+            "size": n,
+            "best": by_fitness[-1][0],
+            "median": median,
+            "worst": by_fitness[0][0],
+            "best_proposal_seq": by_fitness[-1][1],
         })
     return rows
 

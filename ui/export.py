@@ -58,10 +58,9 @@ def write_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], csv_p
     written.append(out)
     if json_path is not None:
         jout = Path(json_path)
-        jout.write_text(
-            json.dumps([{c: _json_value(r[c]) for c in columns} for r in materialised], indent=1) + "\n",
-            encoding="utf-8",
-        )
+        # One object per line: readable, diffable, and the C encoder (indent= would fall back to pure Python).
+        lines = (json.dumps({c: _json_value(r[c]) for c in columns}) for r in materialised)
+        jout.write_text("[\n" + ",\n".join(lines) + "\n]\n", encoding="utf-8")
         written.append(jout)
     return written
 
