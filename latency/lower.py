@@ -1,0 +1,298 @@
+"""Genome lowering: the NASNet and NAS-Bench-201 networks of a genome as layer IR, without JAX.
+
+Follows the shared NASNet macro structure layer for layer (the Flax model in ``nets`` follows the
+same spec; a test compares the two). Batch norm folds into the layer before it and ReLU fuses into
+its neighbours, as the Edge TPU compiler does, so neither appears as a layer: a BN's scale and
+offset are counted in the parameters of the layer whose output it normalizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from genome import NASNET_OPS, Genome, GenomeError, NASNetGenome, NB201Genome
+from genome.nasnet import NUM_INPUTS, Cell
+from latency.ir import (
+    ADD,
+    AVG_POOL,
+    CONCAT,
+    DENSE,
+    GRAPH_INPUT,
+    MAX_POOL,
+    MEAN,
+    PAD,
+    SLICE,
+    Graph,
+    GraphBuilder,
+    IRError,
+    Layer,
+    conv_layer,
+    conv_out,
+)
+
+STEM_MULTIPLIER = 3  # CIFAR stem: 3F filters
+IMAGENET_STEM_FILTERS = 32
+#: Inputs at least this large use the ImageNet stem (stride-2 conv and two reduction stem cells).
+IMAGENET_MIN_INPUT = 128
+
+
+class LoweringError(ValueError):
+    """A genome cannot be lowered with these arguments (bad N, F, input size or class count)."""
+
+
+class _Net:
+    """A GraphBuilder with the NASNet/NB201 vocabulary (conv+BN, pools, adds, concat, factorized reduction)."""
+
+    def __init__(self, name: str, input_shape: tuple[int, int, int]) -> None:
+        self.b = GraphBuilder(name, input_shape)
+
+    def shape(self, ref: int) -> tuple[int, ...]:
+        return self.b.shape_of(ref)
+
+    def conv(self, name: str, src: int, features: int, kernel: tuple[int, int] = (1, 1),
+             stride: tuple[int, int] = (1, 1), *, bn: bool = True, padding: str = "SAME",
+             dilation: tuple[int, int] = (1, 1)) -> int:
+        cout = self.shape(src)[-1] if features == 0 else features
+        return self.b.add(conv_layer(name, src, self.shape(src), features, kernel, stride, padding=padding,
+                                     dilation=dilation, extra_params=2 * cout if bn else 0))
+
+    def depthwise(self, name: str, src: int, kernel: int, stride: int, dilation: int = 1) -> int:
+        return self.b.add(conv_layer(name, src, self.shape(src), 0, (kernel, kernel), (stride, stride),
+                                     dilation=(dilation, dilation), depthwise=True))
+
+    def bn(self, ref: int) -> None:
+        self.b.bump_params(ref, 2 * self.shape(ref)[-1])
+
+    def pool(self, name: str, src: int, kind: str, window: int, stride: int, padding: str = "SAME") -> int:
+        h, w, c = self.shape(src)
+        out = (conv_out(h, window, stride, 1, padding), conv_out(w, window, stride, 1, padding), c)
+        return self.b.add(Layer(name, kind, (src,), (self.shape(src),), out, (window, window), (stride, stride)))
+
+    def binary(self, name: str, kind: str, refs: tuple[int, ...], params: int = 0) -> int:
+        shapes = tuple(self.shape(r) for r in refs)
+        if kind == CONCAT:
+            h, w = shapes[0][0], shapes[0][1]
+            if any(s[:2] != (h, w) for s in shapes):
+                raise IRError(f"{name}: concat of different spatial sizes {shapes}")
+            out: tuple[int, ...] = (h, w, sum(s[-1] for s in shapes))
+        else:
+            if len(set(shapes)) != 1:
+                raise IRError(f"{name}: elementwise op on different shapes {shapes}")
+            out = shapes[0]
+        return self.b.add(Layer(name, kind, refs, shapes, out, params=params))
+
+    def data_move(self, name: str, kind: str, src: int, out: tuple[int, int, int]) -> int:
+        return self.b.add(Layer(name, kind, (src,), (self.shape(src),), out))
+
+    def factorized_reduction(self, name: str, src: int, features: int) -> int:
+        """ReLU (fused); path 1: every second pixel, 1x1 conv to features/2; path 2: shift by one pixel
+        (pad bottom/right, crop top/left), every second pixel, 1x1 conv to the rest; concat; BN."""
+        h, w, c = self.shape(src)
+        half = features // 2
+        ho, wo = -(-h // 2), -(-w // 2)
+        p1 = self.data_move(f"{name}/path1_stride", SLICE, src, (ho, wo, c))
+        p1 = self.conv(f"{name}/path1_conv", p1, half, bn=False)
+        padded = self.data_move(f"{name}/path2_pad", PAD, src, (h + 1, w + 1, c))
+        shifted = self.data_move(f"{name}/path2_crop", SLICE, padded, (h, w, c))
+        p2 = self.data_move(f"{name}/path2_stride", SLICE, shifted, (ho, wo, c))
+        p2 = self.conv(f"{name}/path2_conv", p2, features - half, bn=False)
+        return self.binary(f"{name}/concat", CONCAT, (p1, p2), params=2 * features)
+
+    def head(self, src: int, num_classes: int) -> None:
+        c = self.shape(src)[-1]
+        pooled = self.b.add(Layer("head/global_pool", MEAN, (src,), (self.shape(src),), (c,)))
+        self.b.add(Layer("head/dense", DENSE, (pooled,), ((c,),), (num_classes,), weights=c * num_classes,
+                         params=c * num_classes + num_classes, macs=c * num_classes))
+
+
+# -- NASNet ------------------------------------------------------------------------------------------
+
+OpLowering = Callable[[_Net, str, int, int, int], int]
+
+
+def _identity(net: _Net, name: str, src: int, filters: int, stride: int) -> int:
+    if stride == 1 and net.shape(src)[-1] == filters:
+        return src
+    return net.conv(f"{name}/1x1", src, filters, (1, 1), (stride, stride))
+
+
+def _sep(kernel: int, dilation: int = 1) -> OpLowering:
+    def lower(net: _Net, name: str, src: int, filters: int, stride: int) -> int:
+        x = src
+        for rep, s in enumerate((stride, 1), start=1):
+            x = net.depthwise(f"{name}/sep{rep}/depthwise", x, kernel, s, dilation)
+            x = net.conv(f"{name}/sep{rep}/pointwise", x, filters)
+        return x
+
+    return lower
+
+
+def _pool(kind: str) -> OpLowering:
+    def lower(net: _Net, name: str, src: int, filters: int, stride: int) -> int:
+        x = net.pool(f"{name}/pool", src, kind, 3, stride)
+        if net.shape(x)[-1] != filters:
+            x = net.conv(f"{name}/1x1", x, filters)
+        return x
+
+    return lower
+
+
+def _conv_1x7_7x1(net: _Net, name: str, src: int, filters: int, stride: int) -> int:
+    x = net.conv(f"{name}/conv_1x7", src, filters, (1, 7), (1, stride), bn=False)
+    return net.conv(f"{name}/conv_7x1", x, filters, (7, 1), (stride, 1))
+
+
+#: The per-op lowering table; its names are exactly genome.NASNET_OPS (a test keeps them in step).
+NASNET_OP_LOWERING: dict[str, OpLowering] = {
+    "identity": _identity,
+    "sep_conv_3x3": _sep(3),
+    "sep_conv_5x5": _sep(5),
+    "sep_conv_7x7": _sep(7),
+    "avg_pool_3x3": _pool(AVG_POOL),
+    "max_pool_3x3": _pool(MAX_POOL),
+    "dil_sep_conv_3x3": _sep(3, dilation=2),
+    "conv_1x7_7x1": _conv_1x7_7x1,
+}
+assert tuple(NASNET_OP_LOWERING) == NASNET_OPS
+
+
+def _cell(net: _Net, name: str, cell: Cell, h_prev: int, h_prevprev: int, filters: int, reduction: bool) -> int:
+    """One NASNet cell; returns the ref of its output (the concat of its output states)."""
+    state0 = net.conv(f"{name}/prev_1x1", h_prev, filters)
+    pp_shape, p_shape = net.shape(h_prevprev), net.shape(h_prev)
+    if pp_shape[:2] != p_shape[:2]:
+        state1 = net.factorized_reduction(f"{name}/prevprev_reduce", h_prevprev, filters)
+    elif pp_shape[-1] != filters:
+        state1 = net.conv(f"{name}/prevprev_1x1", h_prevprev, filters)
+    else:
+        state1 = h_prevprev
+    states = [state0, state1]
+    for k, combo in enumerate(cell.combinations):
+        sides = []
+        for side, (i, op) in zip(("left", "right"), ((combo.left_input, combo.left_op),
+                                                     (combo.right_input, combo.right_op)), strict=True):
+            stride = 2 if reduction and i < NUM_INPUTS else 1
+            sides.append(NASNET_OP_LOWERING[op](net, f"{name}/comb{k}/{side}_{op}", states[i], filters, stride))
+        states.append(net.binary(f"{name}/comb{k}/add", ADD, (sides[0], sides[1])))
+    final = net.shape(states[-1])
+    outputs = []
+    for s in cell.output_states():
+        ref = states[s]
+        shape = net.shape(ref)
+        if shape[:2] != final[:2]:
+            # An input state (an extra output) of a reduction cell is still at the input size.
+            ref = net.factorized_reduction(f"{name}/out{s}_reduce", ref, filters)
+        elif shape[-1] != final[-1]:
+            ref = net.conv(f"{name}/out{s}_1x1", ref, filters)
+        outputs.append(ref)
+    if len(outputs) == 1:
+        return outputs[0]
+    return net.binary(f"{name}/concat", CONCAT, tuple(outputs))
+
+
+def lower_nasnet(genome: NASNetGenome, *, cells: int, filters: int, input_size: int = 32, num_classes: int = 10,
+                 stem: str | None = None) -> Graph:
+    """The NASNet macro network of ``genome``: N = ``cells`` normal cells per stack, F = ``filters``."""
+    _check_args(cells, filters, input_size, num_classes)
+    stem = stem or ("imagenet" if input_size >= IMAGENET_MIN_INPUT else "cifar")
+    net = _Net(f"nasnet N={cells} F={filters} {input_size}x{input_size}", (input_size, input_size, 3))
+    if stem == "cifar":
+        x = net.conv("stem/conv", GRAPH_INPUT, STEM_MULTIPLIER * filters, (3, 3))
+        prev, prevprev = x, x
+    elif stem == "imagenet":
+        x = net.conv("stem/conv", GRAPH_INPUT, IMAGENET_STEM_FILTERS, (3, 3), (2, 2), padding="VALID")
+        prev, prevprev = x, x
+        for j, scale in enumerate((4, 2)):
+            out = _cell(net, f"stem_cell{j}", genome.reduction, prev, prevprev, max(1, filters // scale), True)
+            prevprev, prev = prev, out
+    else:
+        raise LoweringError(f"unknown stem {stem!r}; expected cifar or imagenet")
+    index = 0
+    for stack in range(3):
+        f = filters * 2**stack
+        if stack > 0:
+            out = _cell(net, f"reduction{stack}", genome.reduction, prev, prevprev, f, True)
+            prevprev, prev = prev, out
+        for _ in range(cells):
+            out = _cell(net, f"cell{index}", genome.normal, prev, prevprev, f, False)
+            prevprev, prev = prev, out
+            index += 1
+    net.head(prev, num_classes)
+    return net.b.build()
+
+
+# -- NAS-Bench-201 ------------------------------------------------------------------------------------
+
+NB201_STAGES = (16, 32, 64)
+NB201_CELLS_PER_STAGE = 5
+
+
+def _nb201_cell(net: _Net, name: str, genome: NB201Genome, src: int) -> int:
+    nodes: list[int | None] = [src]
+    for j in (1, 2, 3):
+        terms: list[int] = []
+        for i in range(j):
+            op = genome.edge_op(j, i)
+            x = nodes[i]
+            if op == "none" or x is None:
+                continue  # a zero contributes nothing (and an op of zeros is zeros)
+            c = net.shape(x)[-1]
+            if op == "skip_connect":
+                terms.append(x)
+            elif op == "nor_conv_1x1":
+                terms.append(net.conv(f"{name}/edge{j}{i}_conv1x1", x, c, (1, 1)))
+            elif op == "nor_conv_3x3":
+                terms.append(net.conv(f"{name}/edge{j}{i}_conv3x3", x, c, (3, 3)))
+            elif op == "avg_pool_3x3":
+                terms.append(net.pool(f"{name}/edge{j}{i}_avg3x3", x, AVG_POOL, 3, 1))
+            else:  # pragma: no cover - the genome validates its ops
+                raise GenomeError(f"unknown NB201 op {op!r}")
+        acc: int | None = terms[0] if terms else None
+        for t, term in enumerate(terms[1:], start=1):
+            assert acc is not None
+            acc = net.binary(f"{name}/node{j}_add{t}", ADD, (acc, term))
+        nodes.append(acc)
+    out = nodes[3]
+    if out is None:
+        raise LoweringError(f"NB201 cell {genome.to_arch_str()} has no path to its output (all-zero network)")
+    return out
+
+
+def lower_nb201(genome: NB201Genome, *, input_size: int = 32, num_classes: int = 10) -> Graph:
+    """The NAS-Bench-201 skeleton around ``genome``'s cell (stem, 3 x 5 cells, 2 residual blocks, head)."""
+    _check_args(1, 2, input_size, num_classes)
+    net = _Net(f"nb201 {input_size}x{input_size}", (input_size, input_size, 3))
+    x = net.conv("stem/conv", GRAPH_INPUT, NB201_STAGES[0], (3, 3))
+    for stage, c in enumerate(NB201_STAGES):
+        if stage > 0:
+            name = f"resblock{stage}"
+            a = net.conv(f"{name}/conv_a", x, c, (3, 3), (2, 2))
+            b = net.conv(f"{name}/conv_b", a, c, (3, 3))
+            short = net.pool(f"{name}/shortcut_pool", x, AVG_POOL, 2, 2, padding="VALID")
+            short = net.conv(f"{name}/shortcut_conv", short, c, bn=False)
+            x = net.binary(f"{name}/add", ADD, (b, short))
+        for k in range(NB201_CELLS_PER_STAGE):
+            x = _nb201_cell(net, f"stage{stage}/cell{k}", genome, x)
+    net.bn(x)  # the head's BN (ReLU fuses)
+    net.head(x, num_classes)
+    return net.b.build()
+
+
+def _check_args(cells: int, filters: int, input_size: int, num_classes: int) -> None:
+    if cells < 1:
+        raise LoweringError(f"cells (N) must be at least 1, got {cells}")
+    if filters < 2:
+        raise LoweringError(f"filters (F) must be at least 2, got {filters}")
+    if input_size < 8:
+        raise LoweringError(f"input size must be at least 8, got {input_size}")
+    if num_classes < 1:
+        raise LoweringError(f"num_classes must be at least 1, got {num_classes}")
+
+
+def lower_genome(genome: Genome, *, cells: int, filters: int, input_size: int = 32, num_classes: int = 10) -> Graph:
+    """Lower any supported genome; ``cells``/``filters`` are ignored by the fixed NB201 skeleton."""
+    if isinstance(genome, NASNetGenome):
+        return lower_nasnet(genome, cells=cells, filters=filters, input_size=input_size, num_classes=num_classes)
+    if isinstance(genome, NB201Genome):
+        return lower_nb201(genome, input_size=input_size, num_classes=num_classes)
+    raise LoweringError(f"cannot lower genomes of space {genome.space!r}")

@@ -1,0 +1,173 @@
+"""The pure latency core: IR costs, the hardware model's shape dependence, memories, fallback, lowering, cache."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from genome import NASNET_OPS, get_space, load_named_genome, parse_genome
+from latency import (
+    NASNET_OP_LOWERING,
+    LatencyError,
+    LoweringError,
+    clear_cache,
+    estimate,
+    estimate_genome,
+    lower_genome,
+)
+from latency.hardware import PARAM_CACHE_BYTES, PROFILES, utilization
+from latency.ir import (
+    DENSE,
+    DEPTHWISE,
+    GRAPH_INPUT,
+    POINTWISE,
+    UNSUPPORTED,
+    Graph,
+    GraphBuilder,
+    IRError,
+    Layer,
+    conv_layer,
+)
+
+
+def _dense_graph(features: int, inputs: int) -> Graph:
+    b = GraphBuilder("dense", (inputs,))
+    b.add(Layer("fc", DENSE, (GRAPH_INPUT,), ((inputs,),), (features,), weights=inputs * features,
+                params=inputs * features + features, macs=inputs * features))
+    return b.build()
+
+
+def test_op_lowering_table_covers_exactly_the_genome_ops() -> None:
+    assert tuple(NASNET_OP_LOWERING) == NASNET_OPS
+
+
+def test_conv_layer_counts_macs_weights_and_shapes() -> None:
+    layer = conv_layer("c", GRAPH_INPUT, (32, 32, 16), 24, (3, 3), (2, 2))
+    assert layer.out_shape == (16, 16, 24)
+    assert layer.weights == 3 * 3 * 16 * 24
+    assert layer.macs == 16 * 16 * 24 * 3 * 3 * 16
+    dw = conv_layer("d", GRAPH_INPUT, (32, 32, 16), 0, (5, 5), depthwise=True)
+    assert dw.kind == DEPTHWISE and dw.out_shape == (32, 32, 16) and dw.macs == 32 * 32 * 16 * 25
+    assert conv_layer("p", GRAPH_INPUT, (8, 8, 4), 8, (1, 1)).kind == POINTWISE
+    valid = conv_layer("v", GRAPH_INPUT, (299, 299, 3), 32, (3, 3), (2, 2), padding="VALID")
+    assert valid.out_shape == (149, 149, 32)
+
+
+def test_graph_builder_rejects_forward_references_and_unknown_kinds() -> None:
+    b = GraphBuilder("g", (4, 4, 3))
+    with pytest.raises(IRError, match="not an earlier layer"):
+        b.add(Layer("x", POINTWISE, (0,), ((4, 4, 3),), (4, 4, 3)))
+    with pytest.raises(IRError, match="unknown kind"):
+        b.add(Layer("x", "fft", (GRAPH_INPUT,), ((4, 4, 3),), (4, 4, 3)))
+
+
+def test_utilization_depends_on_kind_and_shape() -> None:
+    pw = conv_layer("p", GRAPH_INPUT, (28, 28, 256), 256, (1, 1))
+    dw = conv_layer("d", GRAPH_INPUT, (28, 28, 256), 0, (3, 3), depthwise=True)
+    assert utilization(dw) < 0.2 * utilization(pw)  # depthwise far below pointwise
+    # 72 output channels need two passes over the 64-wide cell rows, the second 1/8 full.
+    assert utilization(conv_layer("a", GRAPH_INPUT, (28, 28, 64), 72, (1, 1))) < 0.6 * utilization(
+        conv_layer("b", GRAPH_INPUT, (28, 28, 64), 64, (1, 1)))
+    # A 7x7 map leaves some of the 16 tiles idle; an 8x8 map does not.
+    assert utilization(conv_layer("s", GRAPH_INPUT, (7, 7, 64), 64, (1, 1))) < utilization(
+        conv_layer("t", GRAPH_INPUT, (8, 8, 64), 64, (1, 1)))
+    # Three input channels fill three of a cell's four lanes.
+    assert utilization(conv_layer("rgb", GRAPH_INPUT, (32, 32, 3), 64, (3, 3))) == pytest.approx(
+        0.75 * utilization(conv_layer("c4", GRAPH_INPUT, (32, 32, 4), 64, (3, 3))))
+
+
+def test_parameters_beyond_the_cache_stream_over_the_link_every_inference() -> None:
+    small = estimate(_dense_graph(1000, 1000), "usb3")
+    assert small.fits_on_chip and small.streamed_bytes == 0 and small.on_chip_param_bytes > 1_000_000
+    big = estimate(_dense_graph(4000, 4000), "usb3")  # 16 MB of int8 weights
+    assert not big.fits_on_chip and big.on_chip_param_bytes == 0
+    assert big.streamed_bytes == 16_000_000 + 8 * 4000
+    link = PROFILES["usb3"].link_bytes_per_s
+    assert big.latency_ms >= big.streamed_bytes / link * 1e3
+    assert estimate(_dense_graph(4000, 4000), "usb2").latency_ms > 10 * big.latency_ms - 10
+    assert PARAM_CACHE_BYTES == 8 * 1024 * 1024
+
+
+def test_unsupported_op_splits_the_graph_and_the_rest_runs_on_the_cpu() -> None:
+    b = GraphBuilder("split", (16, 16, 8))
+    a = b.add(conv_layer("c1", GRAPH_INPUT, (16, 16, 8), 8, (3, 3)))
+    u = b.add(Layer("weird", UNSUPPORTED, (a,), ((16, 16, 8),), (16, 16, 8), op="erf"))
+    b.add(conv_layer("c2", u, (16, 16, 8), 8, (3, 3)))
+    report = estimate(b.build(), "usb3")
+    assert [c.where for c in report.layers] == ["tpu", "cpu", "cpu"]
+    assert report.fallback_ops == ("erf", "conv")
+    assert not report.fits_on_chip
+    assert report.layers[1].bytes_moved == 16 * 16 * 8  # the split tensor crosses the link
+    assert report.cpu_ms > 0
+
+
+def test_bad_device_and_clock_are_rejected() -> None:
+    graph = _dense_graph(10, 10)
+    with pytest.raises(LatencyError, match="unknown device"):
+        estimate(graph, "usb4")
+    with pytest.raises(LatencyError, match="clock"):
+        estimate(graph, "usb3", clock_mhz=300)
+
+
+def test_clock_and_link_change_latency_in_the_expected_direction() -> None:
+    graph = lower_genome(load_named_genome("amoebanet-a"), cells=2, filters=16)
+    fast, slow = estimate(graph, "usb3", 500), estimate(graph, "usb3", 250)
+    assert slow.tpu_ms == pytest.approx(2 * fast.tpu_ms, rel=0.01)
+    assert estimate(graph, "usb2").latency_ms > fast.latency_ms
+
+
+def test_lowering_reproduces_the_macro_structure() -> None:
+    genome = load_named_genome("nasnet-a")
+    graph = lower_genome(genome, cells=2, filters=8)
+    counts = graph.count_by_kind()
+    assert counts["dense"] == 1 and counts["mean"] == 1
+    assert graph.output_shape == (10,)
+    cells = {layer.name.split("/")[0] for layer in graph.layers}
+    assert {c for c in cells if c.startswith("cell")} == {f"cell{i}" for i in range(6)}  # 3 stacks of N = 2
+    assert {c for c in cells if c.startswith("reduction")} == {"reduction1", "reduction2"}
+    # Reduction cells halve the spatial size twice: 32 -> 16 -> 8 before the head.
+    assert graph.layers[-2].in_shapes[0][:2] == (8, 8)
+    deeper = lower_genome(genome, cells=3, filters=8)
+    wider = lower_genome(genome, cells=2, filters=16)
+    assert deeper.total_macs() > graph.total_macs() and wider.total_params() > 3 * graph.total_params()
+    imagenet = lower_genome(genome, cells=2, filters=16, input_size=224, num_classes=1000)
+    assert imagenet.layers[0].out_shape == (111, 111, 32)
+    assert imagenet.layers[-2].in_shapes[0][:2] == (7, 7)
+
+
+def test_nb201_lowering() -> None:
+    convs = parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    skips = parse_genome("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|")
+    g_conv = lower_genome(convs, cells=1, filters=2)
+    g_skip = lower_genome(skips, cells=1, filters=2)
+    # 15 cells x 6 conv3x3 edges; the skeleton adds the stem, two residual blocks (3 convs each).
+    assert g_conv.count_by_kind()["conv"] == 15 * 6 + 1 + 4
+    assert g_skip.count_by_kind().get("conv", 0) == 1 + 4
+    assert estimate(g_conv).latency_ms > estimate(g_skip).latency_ms
+    with pytest.raises(LoweringError, match="no path"):
+        lower_genome(parse_genome("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"), cells=1, filters=2)
+
+
+def test_lowering_rejects_bad_arguments() -> None:
+    with pytest.raises(LoweringError, match="cells"):
+        lower_genome(load_named_genome("amoebanet-a"), cells=0, filters=8)
+    with pytest.raises(LoweringError, match="num_classes"):
+        lower_genome(load_named_genome("amoebanet-a"), cells=1, filters=8, num_classes=0)
+
+
+def test_estimate_genome_is_cached_and_fast() -> None:
+    clear_cache()
+    space = get_space("nasnet")
+    rng = random.Random(7)
+    genomes = [space.sample(rng) for _ in range(10)]
+    started = time.perf_counter()
+    reports = [estimate_genome(g, cells=3, filters=24) for g in genomes]
+    per_genome_ms = (time.perf_counter() - started) / len(genomes) * 1e3
+    assert per_genome_ms < 50  # generous for a loaded CI machine; README has the measured figure
+    again = estimate_genome(genomes[0], cells=3, filters=24)
+    assert again is reports[0]
+    assert estimate_genome(genomes[0], cells=3, filters=24, device="usb2") is not reports[0]
+    assert all(r.latency_ms > 0 and r.fits_on_chip for r in reports)
+    assert len({round(r.latency_ms, 6) for r in reports}) > 5  # genomes differ in latency
