@@ -1,0 +1,257 @@
+"""The store port: records, errors, and the Store/StoreTx protocols every backend implements.
+
+Contract shared by every backend (the in-memory fake, SQLite and PostgreSQL; one test suite checks all):
+
+- All reads and writes happen inside ``with store.transaction() as tx:``. Leaving the block normally
+  commits; an exception rolls back every write made in the block and propagates. Records are values
+  (frozen dataclasses) copied out of the store: changing the store later never changes them.
+- ``lock=True`` reads take the row's write lock until the transaction ends (``SELECT ... FOR UPDATE`` on
+  PostgreSQL; SQLite write transactions are serialized as a whole). The service locks the experiment row
+  first in every use case that changes an experiment, which serializes proposals and completions of one
+  experiment across server processes.
+- Queries used on the hot path are bounded: none reads a number of rows that grows with the history of
+  an experiment (population: the in_population rows; expiry and claims: an index range with a limit).
+- Errors: ``DuplicateName`` (experiment name taken), ``StoreUnavailable`` (cannot reach the database),
+  ``SchemaOutOfDate`` (the database is not at the code's migration head). Unknown ids are not errors:
+  getters return None and updates of a missing row raise ``KeyError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class StoreError(Exception):
+    """Base of the store's own errors."""
+
+
+class DuplicateName(StoreError):
+    """An experiment with this name exists already."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or stays locked; the caller may retry with backoff."""
+
+
+class SchemaOutOfDate(StoreError):
+    """The database schema is not at the migration head of this code; the message names ``amoeba migrate``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRecord:
+    id: int
+    name: str
+    config_json: str
+    seed: int
+    state: str
+    created_at: float
+    updated_at: float
+    proposals: int
+    completed: int
+    failed: int
+    rejected: int
+    event_seq: int
+    best_individual_id: int | None
+    best_fitness: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewIndividual:
+    """What a proposal inserts; the store assigns the id."""
+
+    experiment_id: int
+    proposal_seq: int
+    genome_json: str
+    fingerprint: str
+    parent_seq: int | None
+    mutation: str
+    training_seed: int
+    state: str
+    created_at: float
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_token: str | None = None
+    lease_deadline: float | None = None
+    leased_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndividualRecord:
+    id: int
+    experiment_id: int
+    proposal_seq: int
+    genome_json: str
+    fingerprint: str
+    parent_seq: int | None
+    mutation: str
+    training_seed: int
+    state: str
+    attempts: int
+    lease_owner: str | None
+    lease_token: str | None
+    lease_deadline: float | None
+    fitness: float | None
+    accuracy: float | None
+    latency_ms: float | None
+    params: int | None
+    mult_adds: int | None
+    train_seconds: float | None
+    compile_seconds: float | None
+    fits_on_chip: bool | None
+    failure_reason: str | None
+    completion_rank: int | None
+    in_population: bool
+    improved: bool
+    created_at: float
+    leased_at: float | None
+    completed_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    experiment_id: int
+    seq: int
+    kind: str
+    at: float
+    individual_id: int | None
+    proposal_seq: int | None
+    data_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    worker_id: str
+    host: str
+    evaluator: str
+    first_seen: float
+    last_seen: float
+    experiment_id: int | None
+    current_individual_id: int | None
+    evaluations: int
+
+
+#: Columns ``update_individual`` may change (everything but identity and the genome).
+INDIVIDUAL_MUTABLE = frozenset(
+    {
+        "state", "attempts", "lease_owner", "lease_token", "lease_deadline", "fitness", "accuracy", "latency_ms",
+        "params", "mult_adds", "train_seconds", "compile_seconds", "fits_on_chip", "failure_reason",
+        "completion_rank", "in_population", "improved", "leased_at", "completed_at",
+    }
+)
+#: Columns ``update_experiment`` may change.
+EXPERIMENT_MUTABLE = frozenset(
+    {"state", "updated_at", "proposals", "completed", "failed", "rejected", "event_seq", "best_individual_id", "best_fitness"}
+)
+
+
+class StoreTx(Protocol):
+    """One open transaction (see the module docstring for the shared contract)."""
+
+    # --- experiments ---
+    def add_experiment(self, name: str, config_json: str, seed: int, now: float) -> ExperimentRecord:
+        """Insert a running experiment with zero counters. Raises DuplicateName."""
+        ...
+
+    def experiment(self, name: str, *, lock: bool = False) -> ExperimentRecord | None: ...
+
+    def experiment_by_id(self, experiment_id: int, *, lock: bool = False) -> ExperimentRecord | None: ...
+
+    def experiments(self, state: str | None = None) -> list[ExperimentRecord]:
+        """All experiments (or those in ``state``), oldest first."""
+        ...
+
+    def update_experiment(self, experiment_id: int, changes: Mapping[str, Any]) -> None:
+        """Set columns from EXPERIMENT_MUTABLE. KeyError for an unknown id, ValueError for other columns."""
+        ...
+
+    # --- individuals ---
+    def add_individual(self, new: NewIndividual) -> int:
+        """Insert and return the new id. The (experiment, proposal_seq) pair is unique (ValueError if taken)."""
+        ...
+
+    def individual(self, individual_id: int, *, lock: bool = False) -> IndividualRecord | None: ...
+
+    def update_individual(self, individual_id: int, changes: Mapping[str, Any]) -> None:
+        """Set columns from INDIVIDUAL_MUTABLE. KeyError for an unknown id, ValueError for other columns."""
+        ...
+
+    def overdue_leases(self, experiment_id: int, now: float, limit: int) -> list[IndividualRecord]:
+        """Leased individuals whose deadline is before ``now``, earliest deadline first, at most ``limit``.
+
+        On PostgreSQL rows locked by another transaction (a heartbeat extending them) are skipped.
+        """
+        ...
+
+    def next_queued(self, experiment_id: int) -> IndividualRecord | None:
+        """The queued individual with the lowest proposal number, locked for this transaction
+        (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), or None."""
+        ...
+
+    def population(self, experiment_id: int) -> list[IndividualRecord]:
+        """The in_population individuals in completion order (oldest first)."""
+        ...
+
+    def count_states(self, experiment_id: int, states: Iterable[str]) -> dict[str, int]:
+        """How many individuals are in each of ``states`` (index-only; meant for queued and leased)."""
+        ...
+
+    def top(self, experiment_id: int, k: int) -> list[IndividualRecord]:
+        """The k completed individuals with the highest fitness, best first (ties: lower proposal first)."""
+        ...
+
+    def improvements(self, experiment_id: int) -> list[IndividualRecord]:
+        """The completions that raised the best fitness, in completion order."""
+        ...
+
+    def by_completion_rank(self, experiment_id: int, rank: int) -> IndividualRecord | None: ...
+
+    def individuals(
+        self, experiment_id: int, after_seq: int, limit: int, state: str | None = None
+    ) -> list[IndividualRecord]:
+        """Individuals with proposal_seq > after_seq (optionally in ``state``), by proposal_seq, at most ``limit``."""
+        ...
+
+    # --- events ---
+    def append_events(self, events: Sequence[EventRecord]) -> None:
+        """Append events (one statement). (experiment, seq) is unique: ValueError when taken."""
+        ...
+
+    def events(self, experiment_id: int, after_seq: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """Events with seq > after_seq in seq order, at most ``limit``."""
+        ...
+
+    # --- workers ---
+    def touch_worker(
+        self,
+        worker_id: str,
+        host: str,
+        evaluator: str,
+        now: float,
+        experiment_id: int | None,
+        current_individual_id: int | None,
+        completed: int = 0,
+    ) -> None:
+        """Insert or update a worker: last seen now, its experiment and lease, evaluations += completed.
+
+        An empty ``host``/``evaluator`` keeps the stored value."""
+        ...
+
+    def workers(self, experiment_id: int | None = None) -> list[WorkerRecord]:
+        """Workers (last working on ``experiment_id`` when given), by id."""
+        ...
+
+
+class Store(Protocol):
+    """A population store: a factory of transactions over one database."""
+
+    @property
+    def dialect(self) -> str:
+        """``memory``, ``sqlite`` or ``postgresql``."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[StoreTx]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,66 @@
+"""Alembic, configured in code: upgrade a database to head and check that it is there before serving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from db.engine import make_engine, normalize_url
+from db.repository import SchemaOutOfDate, StoreUnavailable
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config without an ini file; ``url`` is passed through attributes (no %-escaping)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["url"] = normalize_url(url)
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(url_or_engine: str | Engine) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+    engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise StoreUnavailable(f"cannot open database: {exc.orig}") from None
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
+
+
+def upgrade(url: str) -> str:
+    """Upgrade the database to head (idempotent); return the revision it is at."""
+    try:
+        command.upgrade(alembic_config(url), "head")
+    except OperationalError as exc:
+        raise StoreUnavailable(f"cannot migrate database: {exc.orig}") from None
+    revision = current_revision(url)
+    assert revision is not None
+    return revision
+
+
+def check_schema(url_or_engine: str | Engine) -> str:
+    """Return the head revision, or raise SchemaOutOfDate naming ``amoeba migrate`` when not at head."""
+    current = current_revision(url_or_engine)
+    head = head_revision()
+    if current != head:
+        url = url_or_engine if isinstance(url_or_engine, str) else url_or_engine.url.render_as_string(hide_password=True)
+        at = "empty (no schema)" if current is None else f"at revision {current}"
+        raise SchemaOutOfDate(f"database {at}, this version needs {head}: run `amoeba migrate --db {url}` first")
+    return head

@@ -1,0 +1,146 @@
+"""Experiment config files (YAML or JSON) to a validated ExperimentSpec, and the spec back to plain JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evolution import ALGORITHMS, ObjectiveError, build_objective
+from genome import get_space
+from genome.base import canonical_json
+from mutations import MutationError, build_mutation, default_mutation_spec
+from orchestrator.domain import ExperimentSpec, InvalidArgument
+
+#: File keys -> spec fields; the spec's own field names are accepted too.
+_ALIASES = {"population": "population_size", "sample": "sample_size", "P": "population_size", "S": "sample_size",
+            "C": "evaluations"}
+_FIELDS = (
+    "name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation",
+    "objective", "training", "lease_timeout_s", "max_attempts",
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+#: Seeds are stored in a signed 64-bit column.
+_MAX_SEED = 2**63 - 1
+
+
+def _int(data: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{key} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidArgument(f"{key} must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
+    """Validate a config mapping (file keys or spec field names); fills the space's default mutation.
+
+    ``name`` overrides the file's name. Raises InvalidArgument with one readable line.
+    """
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"an experiment config must be a mapping, got {type(data).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        field = _ALIASES.get(key, key)
+        if field not in _FIELDS:
+            raise InvalidArgument(f"unknown config key {key!r}; expected {', '.join(['population', 'sample', *_FIELDS[4:]])} or name, space")
+        if field in values:
+            raise InvalidArgument(f"config key {key!r} given twice (alias of {field})")
+        values[field] = value
+    if name is not None:
+        values["name"] = name
+    for required in ("name", "space", "population_size", "sample_size", "evaluations"):
+        if required not in values:
+            raise InvalidArgument(f"config needs {required!r}")
+    exp_name = values["name"]
+    if not isinstance(exp_name, str) or not _NAME.match(exp_name):
+        raise InvalidArgument(
+            f"experiment name must be 1-200 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {exp_name!r}"
+        )
+    space = values["space"]
+    try:
+        get_space(space if isinstance(space, str) else "")
+    except ValueError:
+        raise InvalidArgument(f"space must be nasnet or nb201, got {space!r}") from None
+    population = _int(values, "population_size", 1, 100_000)
+    sample = _int(values, "sample_size", 1, 100_000)
+    evaluations = _int(values, "evaluations", 1, 100_000_000)
+    seed = _int(values, "seed", 0, _MAX_SEED) if "seed" in values else 0
+    algorithm = values.get("algorithm", "aging")
+    if algorithm not in ALGORITHMS:
+        raise InvalidArgument(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    mutation = values.get("mutation") or default_mutation_spec(space)
+    try:
+        build_mutation(mutation, space)
+    except MutationError as exc:
+        raise InvalidArgument(f"mutation: {exc}") from None
+    try:
+        objective = build_objective(values.get("objective", {"kind": "accuracy"})).to_spec()
+    except ObjectiveError as exc:
+        raise InvalidArgument(f"objective: {exc}") from None
+    training = values.get("training", {})
+    if training is None:
+        training = {}
+    if not isinstance(training, dict):
+        raise InvalidArgument(f"training must be a mapping, got {training!r}")
+    try:
+        training = json.loads(canonical_json(training))
+    except (TypeError, ValueError):
+        raise InvalidArgument("training must hold plain JSON values (numbers, strings, lists, mappings)") from None
+    timeout = values.get("lease_timeout_s", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout):
+        raise InvalidArgument(f"lease_timeout_s must be a number, got {timeout!r}")
+    if not 0.01 <= timeout <= 7 * 86400:
+        raise InvalidArgument(f"lease_timeout_s must be between 0.01 and 604800 seconds, got {timeout}")
+    attempts = _int(values, "max_attempts", 1, 1000) if "max_attempts" in values else 3
+    return ExperimentSpec(
+        name=exp_name,
+        space=space,
+        population_size=population,
+        sample_size=sample,
+        evaluations=evaluations,
+        seed=seed,
+        algorithm=algorithm,
+        mutation=json.loads(canonical_json(mutation)),
+        objective=objective,
+        training=training,
+        lease_timeout_s=float(timeout),
+        max_attempts=attempts,
+    )
+
+
+def spec_to_dict(spec: ExperimentSpec) -> dict[str, Any]:
+    """The spec as plain JSON data with the spec's field names (what the store keeps)."""
+    return {f: getattr(spec, f) for f in _FIELDS}
+
+
+def spec_to_json(spec: ExperimentSpec) -> str:
+    return canonical_json(spec_to_dict(spec))
+
+
+def spec_from_json(text: str) -> ExperimentSpec:
+    return parse_spec(json.loads(text))
+
+
+def load_spec_file(path: str | Path, *, name: str | None = None) -> ExperimentSpec:
+    """Read a YAML or JSON file (JSON is YAML) and validate it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read config {p}: {exc.strerror or exc}") from None
+    return parse_spec(parse_config_text(text, str(p)), name=name)
+
+
+def parse_config_text(text: str, where: str = "config") -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidArgument(f"{where} is not valid YAML/JSON{at}") from None
