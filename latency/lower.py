@@ -8,6 +8,7 @@ offset are counted in the parameters of the layer whose output it normalizes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from genome import NASNET_OPS, Genome, GenomeError, NASNetGenome, NB201Genome
@@ -156,8 +157,8 @@ NASNET_OP_LOWERING: dict[str, OpLowering] = {
 assert tuple(NASNET_OP_LOWERING) == NASNET_OPS
 
 
-def _cell(net: _Net, name: str, cell: Cell, h_prev: int, h_prevprev: int, filters: int, reduction: bool) -> int:
-    """One NASNet cell; returns the ref of its output (the concat of its output states)."""
+def _build_cell(net: _Net, name: str, cell: Cell, h_prev: int, h_prevprev: int, filters: int, reduction: bool) -> int:
+    """Lower one NASNet cell into ``net``; returns the ref of its output (the concat of its output states)."""
     state0 = net.conv(f"{name}/prev_1x1", h_prev, filters)
     pp_shape, p_shape = net.shape(h_prevprev), net.shape(h_prev)
     if pp_shape[:2] != p_shape[:2]:
@@ -188,6 +189,52 @@ def _cell(net: _Net, name: str, cell: Cell, h_prev: int, h_prevprev: int, filter
     if len(outputs) == 1:
         return outputs[0]
     return net.binary(f"{name}/concat", CONCAT, tuple(outputs))
+
+
+
+_H_PREV, _H_PREVPREV = -2, -3  # template codes for a cell's two inputs
+_Template = tuple[tuple[tuple[str, Layer, tuple[int, ...]], ...], int]
+#: Cell templates shared across genomes (a mutated child keeps at least one of its parent's cells).
+_TEMPLATES: dict[tuple[object, ...], _Template] = {}
+_TEMPLATE_LIMIT = 1024
+_TEMPLATES_LOCK = threading.Lock()
+
+
+def _cell(net: _Net, name: str, cell: Cell, h_prev: int, h_prevprev: int, filters: int, reduction: bool) -> int:
+    """One NASNet cell, replayed from a template when an identical cell (same genome cell, input shapes and
+    filters) was lowered before, here or for another genome: the N cells of a stack repeat layer for layer, so only names and input
+    references change. This keeps lowering a genome within a few milliseconds."""
+    key = (cell, reduction, net.shape(h_prev), net.shape(h_prevprev), filters)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        start = len(net.b.layers)
+        out = _build_cell(net, name, cell, h_prev, h_prevprev, filters, reduction)
+
+        def code(ref: int) -> int:
+            if ref >= start:
+                return ref - start
+            if ref == h_prev:
+                return _H_PREV
+            if ref == h_prevprev:
+                return _H_PREVPREV
+            raise IRError(f"{name}: a cell layer reads a tensor that is not one of its inputs")
+
+        entries = tuple((layer.name[len(name):], layer, tuple(code(r) for r in layer.inputs))
+                        for layer in net.b.layers[start:])
+        with _TEMPLATES_LOCK:
+            if len(_TEMPLATES) >= _TEMPLATE_LIMIT:
+                _TEMPLATES.pop(next(iter(_TEMPLATES)))  # oldest first: children mostly share their parent's cells
+            _TEMPLATES[key] = (entries, code(out))
+        return out
+    entries, out_code = template
+    start = len(net.b.layers)
+    mapping = {_H_PREV: h_prev, _H_PREVPREV: h_prevprev}
+    for suffix, layer, codes in entries:
+        inputs = tuple(c + start if c >= 0 else mapping[c] for c in codes)
+        net.b.layers.append(Layer(name + suffix, layer.kind, inputs, layer.in_shapes, layer.out_shape, layer.kernel,
+                                  layer.stride, layer.dilation, layer.groups, layer.weights, layer.params, layer.macs,
+                                  layer.op))
+    return out_code + start if out_code >= 0 else mapping[out_code]
 
 
 def lower_nasnet(genome: NASNetGenome, *, cells: int, filters: int, input_size: int = 32, num_classes: int = 10,
