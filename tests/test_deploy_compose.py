@@ -445,3 +445,18 @@ def test_the_command_checker_catches_wrong_commands_flags_and_values(cli: Comman
         resolve(cli, ["amoeba", "bench", "nb301"])
     with pytest.raises(AssertionError, match="is a group"):
         resolve(cli, ["amoeba", "bench"])
+
+
+def test_slurm_script_runs_the_same_worker_command(cli: Command) -> None:
+    import shlex
+
+    script = ROOT / "deploy" / "slurm-workers.sbatch"
+    assert os.access(script, os.X_OK)
+    text = script.read_text().replace("\\\n", " ")
+    line = next(raw for raw in text.splitlines() if raw.startswith("srun "))
+    argv = [interpolate(tok, {"AMOEBA": "amoeba", "AMOEBA_SERVER": "head:50051", "HOME": "/home/u"})
+            for tok in shlex.split(line)]
+    cmd, path, rest = resolve(cli, argv[argv.index("amoeba"):])
+    assert path == ["amoeba", "worker"]
+    check_options(cmd, path, rest, {"AMOEBA_TOKEN": "t"})
+    assert "export AMOEBA_TOKEN" in text and "AMOEBA_TOKEN" in envvars_of(cmd)
