@@ -30,6 +30,7 @@ class PopulationInfo(TypedDict):
     median: float | None
     worst: float | None
     ages: list[int]
+    target_size: NotRequired[int]
 
 
 class ParetoPoint(TypedDict):
@@ -78,7 +79,10 @@ class StatusSnapshot(TypedDict):
     generated_at: NotRequired[float]
     seq: NotRequired[int]
     leased: NotRequired[int]
+    queued: NotRequired[int]
+    proposals: NotRequired[int]
     space: NotRequired[str]
+    algorithm: NotRequired[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,7 @@ FIELDS: tuple[Field, ...] = (
     Field("population.median", "number|null", True, "median fitness in the population"),
     Field("population.worst", "number|null", True, "worst fitness in the population"),
     Field("population.ages", "integer[]", True, "age of each member: completions since it completed (0 = newest)"),
+    Field("population.target_size", "integer", False, "P, the size the population grows to"),
     Field("best_so_far", "[number, number][]", True, "`[t, fitness]` at each improvement; t = seconds since the experiment was created"),
     Field("pareto", "object[]", True, "completed individuals with a latency (may be a sample); accuracy up, latency down"),
     Field("pareto[].fingerprint", "string", True, "genome fingerprint"),
@@ -139,7 +144,10 @@ FIELDS: tuple[Field, ...] = (
     Field("generated_at", "number", False, "unix seconds when the snapshot was taken (heartbeat ages are relative to it)"),
     Field("seq", "integer", False, "last event sequence number included (replay `--at`)"),
     Field("leased", "integer", False, "individuals leased right now"),
+    Field("queued", "integer", False, "individuals waiting for a worker (expired leases put back)"),
+    Field("proposals", "integer", False, "proposals made so far"),
     Field("space", "string", False, "search space (`nasnet` or `nb201`)"),
+    Field("algorithm", "string", False, "`aging`, `non-aging` or `random`"),
 )
 
 _CHECKS: dict[str, Any] = {

@@ -55,6 +55,8 @@ def progress_panel(snap: Mapping[str, Any], width: int = 60) -> Panel:
     line.append(f"  rejected {snap.get('rejected', 0)}")
     if "leased" in snap:
         line.append(f"  leased {snap['leased']}")
+    if snap.get("queued"):
+        line.append(f"  queued {snap['queued']}", style="yellow")
     line.append(f"  {float(snap.get('evaluations_per_hour') or 0.0):.1f} eval/h")
     line.append(f"  ETA {fmt_duration(snap.get('eta_seconds'))}")
     return Panel(Group(bar, line), title="progress", title_align="left")
@@ -89,7 +91,7 @@ def population_panel(snap: Mapping[str, Any], bins: int = 20) -> Panel:
     if size == 0:
         body.append("empty population", style="dim")
         return Panel(body, title="population", title_align="left")
-    body.append(f"size {size}  ")
+    body.append(f"size {size}" + (f"/{pop['target_size']}" if pop.get("target_size") else "") + "  ")
     body.append(f"best {fmt_num(pop.get('best'))}", style="green")
     body.append(f"  median {fmt_num(pop.get('median'))}  ")
     body.append(f"worst {fmt_num(pop.get('worst'))}", style="red")
@@ -173,6 +175,8 @@ def header(snap: Mapping[str, Any]) -> Text:
     text.append(state, style=STATE_STYLE.get(state, "bold"))
     if snap.get("space"):
         text.append(f"  space {snap['space']}", style="dim")
+    if snap.get("algorithm"):
+        text.append(f"  {snap['algorithm']}", style="dim")
     if snap.get("seq") is not None:
         text.append(f"  as of event {snap['seq']}", style="yellow")
     return text
