@@ -157,7 +157,9 @@ class OrchestratorServiceImpl:
         self._retry_after_s = retry_after_s
         self._contexts: dict[int, _Context] = {}
         self._genomes: dict[str, Any] = {}
+        self._populations: dict[int, tuple[int, tuple[tuple[int, Member], ...]]] = {}
         self._cache_lock = threading.Lock()
+        self._local = threading.local()
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -195,11 +197,41 @@ class OrchestratorServiceImpl:
         )
 
     def _run(self, fn: Callable[[StoreTx], Any]) -> Any:
+        post: list[Callable[[], None]] = []
+        self._local.post = post
         try:
             with self.store.transaction() as tx:
-                return fn(tx)
+                result = fn(tx)
         except StoreUnavailable as exc:
             raise Unavailable(str(exc)) from None
+        finally:
+            self._local.post = None
+        for step in post:  # only once the transaction has committed
+            step()
+        return result
+
+    def _after_commit(self, step: Callable[[], None]) -> None:
+        self._local.post.append(step)
+
+    def _population(self, tx: StoreTx, ctx: _Context, exp_id: int, completed: int) -> tuple[tuple[int, Member], ...]:
+        """(individual id, member) of the population, oldest first.
+
+        The population changes only when an individual completes, and every completion bumps the
+        experiment's ``completed`` counter (read under the experiment's lock), so a copy cached at the
+        same count is exact, also when other processes write to the same database.
+        """
+        cached = self._populations.get(exp_id)
+        if cached is not None and cached[0] == completed:
+            return cached[1]
+        rows = tx.population(exp_id)
+        return tuple(zip((r.id for r in rows), self._members(ctx, rows), strict=True))
+
+    def _remember_population(self, exp_id: int, completed: int, entries: tuple[tuple[int, Member], ...]) -> None:
+        def step() -> None:
+            with self._cache_lock:
+                self._populations[exp_id] = (completed, entries)
+
+        self._after_commit(step)
 
     def _experiment(self, exp: ExperimentRecord) -> Experiment:
         return Experiment(
@@ -329,7 +361,7 @@ class OrchestratorServiceImpl:
             return NoWork(False, self._retry_after_s, "every remaining individual is leased; ask again")
         seq = int(batch.get("proposals"))
         if population is None:
-            population = self._members(ctx, tx.population(exp.id))
+            population = tuple(m for _, m in self._population(tx, ctx, exp.id, int(batch.get("completed"))))
         proposal = propose(ctx.config, ctx.space, ctx.mutation, population, seq)
         genome_json = canonical_json(proposal.genome.to_json())
         seed = training_seed(spec.seed, seq)
@@ -449,19 +481,20 @@ class OrchestratorServiceImpl:
                   metrics: ReportedMetrics, common: dict[str, Any], now: float) -> tuple[Member, ...]:
         exp = batch.exp
         rank = int(batch.get("completed"))
-        rows = tx.population(exp.id)
-        members = self._members(ctx, rows)
+        entries = self._population(tx, ctx, exp.id, rank)
         member = Member(ind.proposal_seq, self._genome(ctx, ind.genome_json), fitness, metrics.accuracy,
                         metrics.latency_ms)
-        population, left = observe(ctx.config, members, member)
+        population, left = observe(ctx.config, tuple(m for _, m in entries), member)
+        ids = {m.seq: i for i, m in entries}
+        ids[member.seq] = ind.id
+        self._remember_population(exp.id, rank + 1, tuple((ids[m.seq], m) for m in population))
         best = batch.get("best_fitness")
         improved = best is None or fitness > best
         stays = left is None or left.seq != ind.proposal_seq
         tx.update_individual(ind.id, {**common, "state": "completed", "fitness": fitness, "completion_rank": rank,
                                       "in_population": stays, "improved": improved})
         if left is not None and left.seq != ind.proposal_seq:
-            leaving = next(r for r in rows if r.proposal_seq == left.seq)
-            tx.update_individual(leaving.id, {"in_population": False})
+            tx.update_individual(ids[left.seq], {"in_population": False})
         if improved:
             batch.changes.update(best_fitness=fitness, best_individual_id=ind.id)
         completed = batch.bump("completed")
