@@ -1,0 +1,127 @@
+"""``amoeba latency``: simulated Edge TPU latency of a genome (no JAX) or of a reference network (traced)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from cli.errors import UserError
+from genome import Genome, GenomeError, load_named_genome, named_genomes, parse_genome
+from latency import LatencyError, LatencyReport, LoweringError, estimate, lower_genome
+from latency.hardware import CLOCKS_MHZ, PROFILES
+
+MODELS = ("mobilenet_v1", "efficientnet_edgetpu_s", "inception_v4")
+
+
+def _load_genome(text: str) -> Genome:
+    if text in named_genomes():
+        return load_named_genome(text)
+    path = Path(text)
+    if path.is_file():
+        try:
+            return parse_genome(path.read_text().strip())
+        except OSError as exc:
+            raise UserError(f"cannot read genome file {text}: {exc.strerror}") from None
+    if text.lstrip().startswith("{") or "~" in text:
+        return parse_genome(text)
+    raise UserError(f"--genome {text!r} is neither a named genome ({', '.join(named_genomes())}), a JSON file, "
+                    "nor a genome or NB201 arch string")
+
+
+def _model_report(name: str, input_size: int | None, device: str, clock: int | None) -> tuple[LatencyReport, dict[str, Any]]:
+    # JAX is imported here only: the genome path must work on an orchestrator without it.
+    from nets.trace import TraceError, trace_module
+    from nets.zoo import ZooError, get
+
+    try:
+        entry = get(name)
+    except ZooError as exc:
+        raise UserError(str(exc)) from None
+    size = input_size or entry.input_size
+    try:
+        graph = trace_module(entry.module, (size, size, 3), name=name)
+    except TraceError as exc:
+        raise UserError(str(exc)) from None
+    return estimate(graph, device=device, clock_mhz=clock), {"model": name, "input": size}
+
+
+def latency(
+    genome: Annotated[str | None, typer.Option(help="named genome (amoebanet-a, nasnet-a), a genome JSON file, or an NB201 arch string")] = None,
+    model: Annotated[str | None, typer.Option(help=f"reference network: {', '.join(MODELS)}")] = None,
+    cells: Annotated[int, typer.Option("--cells", "-N", help="normal cells per stack (nasnet genomes)")] = 6,
+    filters: Annotated[int, typer.Option("--filters", "-F", help="filters of the first stack (nasnet genomes)")] = 36,
+    input_size: Annotated[int | None, typer.Option("--input", help="input height = width (default: 32 for genomes, the model's own for --model)")] = None,
+    classes: Annotated[int, typer.Option("--classes", help="number of classes (genomes)")] = 10,
+    device: Annotated[str, typer.Option(help=f"device profile: {', '.join(PROFILES)}")] = "usb3",
+    clock: Annotated[int | None, typer.Option(help="Edge TPU clock in MHz: 250 or 500 (default: the profile's, 500)")] = None,
+    top: Annotated[int, typer.Option(help="show only the TOP slowest layers in the table (0: all, in order)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON document only")] = False,
+) -> None:
+    """Simulated Edge TPU latency (batch 1) of a genome's network or of a reference network, per layer."""
+    if (genome is None) == (model is None):
+        raise UserError("give exactly one of --genome or --model")
+    if model is not None and model not in MODELS:
+        raise UserError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    if device not in PROFILES:
+        raise UserError(f"unknown device {device!r}; expected one of {', '.join(PROFILES)}")
+    if clock is not None and clock not in CLOCKS_MHZ:
+        raise UserError(f"--clock must be one of {', '.join(map(str, CLOCKS_MHZ))} MHz, got {clock}")
+    if top < 0:
+        raise UserError("--top must be 0 (all layers) or positive")
+    if input_size is not None and input_size < 8:
+        raise UserError(f"--input must be at least 8, got {input_size}")
+    try:
+        if genome is not None:
+            g = _load_genome(genome)
+            size = input_size or 32
+            graph = lower_genome(g, cells=cells, filters=filters, input_size=size, num_classes=classes)
+            report = estimate(graph, device=device, clock_mhz=clock)
+            source: dict[str, Any] = {"genome": g.to_json(), "fingerprint": g.fingerprint, "space": g.space,
+                                      "input": size, "classes": classes}
+            if g.space == "nasnet":
+                source.update(cells=cells, filters=filters)
+        else:
+            assert model is not None
+            report, source = _model_report(model, input_size, device, clock)
+    except (LatencyError, LoweringError, GenomeError) as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        doc = {"source": source, **report.to_json()}
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    _print(report, source, top)
+
+
+def _print(report: LatencyReport, source: dict[str, Any], top: int) -> None:
+    # Piped output keeps full layer names instead of rich's 80-column default.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    rows = list(report.layers)
+    if top:
+        rows = sorted(rows, key=lambda c: c.ms, reverse=True)[:top]
+    table = RichTable(title=f"{report.graph} on {report.device} at {report.clock_mhz} MHz")
+    for col in ("layer", "kind", "where", "cycles", "util", "MMACs", "param B", "link B", "ms"):
+        table.add_column(col, justify="left" if col in ("layer", "kind", "where") else "right",
+                         overflow="fold" if col == "layer" else "ellipsis")
+    for c in rows:
+        table.add_row(c.name, c.kind, c.where, f"{c.cycles:,.0f}", f"{c.utilization:.1%}" if c.utilization else "-",
+                      f"{c.macs / 1e6:.2f}", f"{c.param_bytes:,}", f"{c.bytes_moved:,}", f"{c.ms:.4f}")
+    console.print(table)
+    what = source.get("model") or f"{source['space']} genome {source['fingerprint']}"
+    console.print(
+        f"[bold]{what}[/bold]: [bold]{report.latency_ms:.3f} ms[/bold] "
+        f"(invoke {report.invoke_ms:.2f}, transfers {report.transfer_ms:.2f}, TPU {report.tpu_ms:.2f}, "
+        f"CPU {report.cpu_ms:.2f}); {report.macs / 1e6:,.1f} M MACs, {report.params / 1e6:.3f} M params"
+    )
+    fit = "fits on chip" if report.fits_on_chip else "does NOT fit on chip"
+    console.print(f"parameters: {report.on_chip_param_bytes:,} B cached, {report.streamed_bytes:,} B streamed per "
+                  f"inference ({fit}); fallback ops: {', '.join(report.fallback_ops) or 'none'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("latency")(latency)
