@@ -201,10 +201,18 @@ def repo_path(image_path: str) -> Path:
 def dockerignored(rel: str) -> bool:
     patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
+    # Docker matches a pattern against the path and each of its parent folders from the context root;
+    # a leading **/ matches at any depth.
     parts = rel.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(fnmatch.fnmatch(pre, pat) or fnmatch.fnmatch(pre, pat.removeprefix("**/"))
-               or fnmatch.fnmatch(parts[-1], pat.removeprefix("**/")) for pat in patterns for pre in prefixes)
+    for pat in patterns:
+        if pat.startswith("**/"):
+            tails = ["/".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)]
+            if any(fnmatch.fnmatch(t, pat[3:]) for t in tails):
+                return True
+        elif any(fnmatch.fnmatch(pre, pat.lstrip("/")) for pre in prefixes):
+            return True
+    return False
 
 
 def _env_of(service: Mapping[str, Any]) -> dict[str, str]:
@@ -390,8 +398,10 @@ def test_dockerfiles_install_the_project_from_pyproject() -> None:
         package = pattern.rstrip("*")
         assert (ROOT / package).is_dir(), package
         assert not dockerignored(package + "/__init__.py"), package
-    for secret in (".venv/bin/python", ".git/config", "deploy/certs/server.key", "ui/__pycache__/x.pyc"):
+    for secret in (".venv/bin/python", ".git/config", "deploy/certs/server.key", "ui/__pycache__/status.cpython-311.pyc",
+                   "orchestrator/__pycache__/x", "amoeba.db", "amoeba.db-wal"):
         assert dockerignored(secret), secret
+    assert not dockerignored("tables/data/x.csv") and not dockerignored("ui/status.py")
 
 
 # --- the per-replica GPU claim -----------------------------------------------------------------------
