@@ -20,11 +20,12 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each module adds its own commands; importing them here keeps this file the single root.
-    from cli import bench
+    from cli import bench, model_info
     from cli import latency as latency_command
 
     bench.register(app)
     latency_command.register(app)
+    model_info.register(app)
 
 
 def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:
