@@ -1,0 +1,273 @@
+"""The orchestrator process: the servicer on a real port, health and reflection, auth, TLS, graceful stop.
+
+The service is synchronous (SQL), so handlers run in a bounded thread pool; the network side is the
+asyncio server (``mode="aio"``, the default, measured faster here) or the classic thread-pool server
+(``mode="sync"``). SIGTERM or SIGINT: health turns NOT_SERVING, new calls are refused, in-flight calls
+finish (up to ``grace_s``), and ``serve`` returns so the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from orchestrator.domain import OrchestratorService
+from orchestrator.servicer import SERVICE_NAME, OrchestratorServicer
+from protos.amoeba.v1 import orchestrator_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+ServerMode = Literal["aio", "sync"]
+
+
+class ServerConfigError(ValueError):
+    """The server options are inconsistent (TLS key without certificate, unreadable file, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """PEM bytes. With ``client_ca`` the server requires client certificates signed by it (mTLS)."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None = None
+
+    @classmethod
+    def from_files(cls, cert: str | Path | None, key: str | Path | None, client_ca: str | Path | None = None) -> TLSConfig | None:
+        if cert is None and key is None:
+            if client_ca is not None:
+                raise ServerConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+            return None
+        if cert is None or key is None:
+            raise ServerConfigError("TLS needs both --tls-cert and --tls-key")
+        return cls(_read(cert, "TLS certificate"), _read(key, "TLS key"), _read(client_ca, "client CA") if client_ca else None)
+
+
+def _read(path: str | Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ServerConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 picks a free port
+    token: str | None = None
+    tls: TLSConfig | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    handler_threads: int = 4
+    grace_s: float = 10.0
+    mode: ServerMode = "aio"
+
+    def options(self) -> list[tuple[str, Any]]:
+        return [
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            # Workers keep one channel open with keepalive pings; allow them without data in flight.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.so_reuseport", 0),
+        ]
+
+
+def _authorized(metadata: Sequence[Any] | None, expected: bytes) -> bool:
+    for item in metadata or ():
+        key, value = item[0], item[1]
+        if key == "authorization":
+            given = value.encode() if isinstance(value, str) else value
+            return hmac.compare_digest(given, expected)
+    return False
+
+
+_DENIED = "missing or wrong token: send metadata 'authorization: Bearer <token>'"
+
+
+def _deny_like(handler: Any, deny: Callable[..., Any]) -> Any:
+    # A denial must have the same streaming shape as the method it replaces.
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(deny)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(deny)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(deny)
+    return grpc.unary_unary_rpc_method_handler(deny)
+
+
+class TokenAuthInterceptor(grpc.ServerInterceptor):
+    """Bearer-token check for the thread-pool server; health checks stay open for probes."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(HEALTH_PREFIX):
+            return handler
+        if _authorized(handler_call_details.invocation_metadata, self._expected):
+            return handler
+
+        def deny(_request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENIED)
+
+        return _deny_like(handler, deny)
+
+
+class AioTokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Bearer-token check for the asyncio server; health checks stay open for probes."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(HEALTH_PREFIX):
+            return handler
+        if _authorized(handler_call_details.invocation_metadata, self._expected):
+            return handler
+
+        async def deny(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENIED)
+
+        return _deny_like(handler, deny)
+
+
+def _credentials(tls: TLSConfig) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials(
+        [(tls.key, tls.cert)], root_certificates=tls.client_ca, require_client_auth=tls.client_ca is not None
+    )
+
+
+def _bind(server: Any, config: ServerConfig) -> int:
+    address = f"{config.host}:{config.port}"
+    try:
+        port = server.add_secure_port(address, _credentials(config.tls)) if config.tls else server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ServerConfigError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise ServerConfigError(f"cannot listen on {address} (in use or not a local address)")
+    return int(port)
+
+
+_SERVED = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+
+
+class RunningServer:
+    """A started server. ``port`` is the bound port; ``stop`` is graceful and idempotent; thread-safe."""
+
+    def __init__(self, service: OrchestratorService, config: ServerConfig) -> None:
+        self.config = config
+        self._pool = ThreadPoolExecutor(max_workers=config.handler_threads, thread_name_prefix="amoeba-rpc")
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        servicer = OrchestratorServicer(service)
+        if config.mode == "aio":
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="amoeba-aio", daemon=True)
+            self._thread.start()
+            self.port = asyncio.run_coroutine_threadsafe(self._start_aio(servicer), self._loop).result()
+        else:
+            self._start_sync(servicer)
+
+    # --- asyncio server -------------------------------------------------------------------------------
+
+    async def _start_aio(self, servicer: OrchestratorServicer) -> int:
+        interceptors = [AioTokenAuthInterceptor(self.config.token)] if self.config.token else []
+        # Synchronous handlers run in ``migration_thread_pool``: the bounded pool for service calls.
+        self._server = grpc.aio.server(
+            migration_thread_pool=self._pool, interceptors=interceptors, options=self.config.options()
+        )
+        pb_grpc.add_OrchestratorServicer_to_server(servicer, self._server)
+        self._health: Any = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(_SERVED, self._server)
+        port = _bind(self._server, self.config)
+        await self._server.start()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return port
+
+    async def _stop_aio(self, grace: float) -> None:
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+
+    # --- thread-pool server ---------------------------------------------------------------------------
+
+    def _start_sync(self, servicer: OrchestratorServicer) -> None:
+        interceptors = [TokenAuthInterceptor(self.config.token)] if self.config.token else []
+        self._server = grpc.server(self._pool, interceptors=interceptors, options=self.config.options())
+        pb_grpc.add_OrchestratorServicer_to_server(servicer, self._server)
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(_SERVED, self._server)
+        self.port = _bind(self._server, self.config)
+        self._server.start()
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    # --- both -------------------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "[::]") else "127.0.0.1"
+        return f"{host}:{self.port}"
+
+    def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, refuse new calls, let in-flight calls finish within ``grace`` seconds, release the port."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            grace = self.config.grace_s if grace is None else grace
+            if self.config.mode == "aio":
+                asyncio.run_coroutine_threadsafe(self._stop_aio(grace), self._loop).result()
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join()
+                self._loop.close()
+            else:
+                self._health.enter_graceful_shutdown()
+                self._server.stop(grace).wait()
+            self._pool.shutdown(wait=True)
+            self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+
+def start(service: OrchestratorService, config: ServerConfig) -> RunningServer:
+    """Start serving in background threads (tests, ``amoeba up``); call ``stop`` when done."""
+    return RunningServer(service, config)
+
+
+def serve(
+    service: OrchestratorService, config: ServerConfig, on_started: Callable[[RunningServer], None] | None = None
+) -> None:
+    """Serve in the foreground until SIGTERM or SIGINT, then shut down gracefully and return."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        running = start(service, config)
+        if on_started is not None:
+            on_started(running)
+        stop.wait()
+        log.info("shutting down: finishing in-flight calls (grace %.1fs)", config.grace_s)
+        running.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,178 @@
+"""The gRPC servicer: decode the request, call the service, encode the answer. Nothing else.
+
+One table maps domain errors to gRPC status codes, and back (``error_for_status``) for clients that
+want domain errors again (the CLI's remote commands).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import grpc
+
+from orchestrator.domain import (
+    AlreadyExists,
+    DomainError,
+    ExperimentSpec,
+    FailedPrecondition,
+    InvalidArgument,
+    Lease,
+    NotFound,
+    NoWork,
+    OrchestratorService,
+    ReportedMetrics,
+    Unauthenticated,
+    Unavailable,
+    WorkerInfo,
+)
+from protos import codec
+from protos.amoeba.v1 import orchestrator_pb2 as pb
+from protos.amoeba.v1 import orchestrator_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Orchestrator"].full_name  # "amoeba.v1.Orchestrator"
+
+STATUS_OF_ERROR: dict[type[DomainError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+ERROR_OF_STATUS: dict[grpc.StatusCode, type[DomainError]] = {code: err for err, code in STATUS_OF_ERROR.items()}
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def status_for_error(exc: DomainError) -> grpc.StatusCode:
+    # Walk the MRO so a service's own subclasses (e.g. LeaseExpired(FailedPrecondition)) map too.
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF_ERROR:
+            return STATUS_OF_ERROR[cls]
+    return grpc.StatusCode.UNKNOWN
+
+
+def error_for_status(code: grpc.StatusCode, message: str) -> DomainError:
+    """The domain error a status code stands for (DomainError itself for codes without one)."""
+    return ERROR_OF_STATUS.get(code, DomainError)(message)
+
+
+def _lease_into(response: Any, result: Lease | NoWork | None) -> Any:
+    if isinstance(result, Lease):
+        response.work.CopyFrom(codec.encode_work(result))
+    elif isinstance(result, NoWork):
+        response.no_work.CopyFrom(codec.encode_no_work(result))
+    return response
+
+
+class OrchestratorServicer(pb_grpc.OrchestratorServicer):
+    """amoeba.v1.Orchestrator over an ``OrchestratorService``; handlers are synchronous (the service is)."""
+
+    def __init__(self, service: OrchestratorService) -> None:
+        self._service = service
+
+    def _run(self, context: grpc.ServicerContext, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except DomainError as exc:
+            self._abort(context, status_for_error(exc), str(exc))
+        except codec.WireError as exc:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception as exc:
+            log.exception("unexpected error in %s", getattr(call, "__name__", "rpc"))
+            self._abort(context, grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
+
+    @staticmethod
+    def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+        context.abort(code, message)
+        raise AssertionError("unreachable: abort raises")
+
+    # --- experiments ------------------------------------------------------------------------------
+
+    def CreateExperiment(self, request: pb.CreateExperimentRequest, context: grpc.ServicerContext) -> Any:
+        def call() -> pb.CreateExperimentResponse:
+            spec = codec.decode_spec(request.spec, ExperimentSpec)
+            return pb.CreateExperimentResponse(experiment=codec.encode_experiment(self._service.create_experiment(spec)))
+
+        return self._run(context, call)
+
+    def GetExperiment(self, request: pb.GetExperimentRequest, context: grpc.ServicerContext) -> Any:
+        return self._run(
+            context,
+            lambda: pb.GetExperimentResponse(experiment=codec.encode_experiment(self._service.get_experiment(request.name))),
+        )
+
+    def ListExperiments(self, request: pb.ListExperimentsRequest, context: grpc.ServicerContext) -> Any:
+        return self._run(
+            context,
+            lambda: pb.ListExperimentsResponse(
+                experiments=[codec.encode_experiment(e) for e in self._service.list_experiments()]
+            ),
+        )
+
+    # --- work ---------------------------------------------------------------------------------------
+
+    def LeaseWork(self, request: pb.LeaseWorkRequest, context: grpc.ServicerContext) -> Any:
+        def call() -> pb.LeaseWorkResponse:
+            worker = codec.decode_worker(request.worker, WorkerInfo)
+            experiment = request.experiment if request.HasField("experiment") else None
+            return _lease_into(pb.LeaseWorkResponse(), self._service.lease(worker, experiment))
+
+        return self._run(context, call)
+
+    def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> Any:
+        return self._run(
+            context,
+            lambda: pb.HeartbeatResponse(
+                deadline=self._service.heartbeat(request.individual_id, request.token, request.worker_id)
+            ),
+        )
+
+    def ReportResult(self, request: pb.ReportResultRequest, context: grpc.ServicerContext) -> Any:
+        def call() -> pb.ReportResultResponse:
+            if not request.HasField("metrics"):
+                raise codec.WireError("metrics are required")
+            metrics = codec.decode_metrics(request.metrics, ReportedMetrics)
+            result = self._service.report(
+                request.individual_id, request.token, request.worker_id, metrics, lease_next=request.lease_next
+            )
+            return _lease_into(pb.ReportResultResponse(), result if request.lease_next else None)
+
+        return self._run(context, call)
+
+    def ReportFailure(self, request: pb.ReportFailureRequest, context: grpc.ServicerContext) -> Any:
+        def call() -> pb.ReportFailureResponse:
+            self._service.fail(request.individual_id, request.token, request.worker_id, request.reason, request.retryable)
+            return pb.ReportFailureResponse()
+
+        return self._run(context, call)
+
+    def ReleaseLease(self, request: pb.ReleaseLeaseRequest, context: grpc.ServicerContext) -> Any:
+        def call() -> pb.ReleaseLeaseResponse:
+            self._service.release(request.individual_id, request.token, request.worker_id)
+            return pb.ReleaseLeaseResponse()
+
+        return self._run(context, call)
+
+    # --- inspection ---------------------------------------------------------------------------------
+
+    def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> Any:
+        return self._run(
+            context, lambda: pb.GetStatusResponse(status_json=codec.dumps(self._service.status(request.experiment)))
+        )
+
+    def ListIndividuals(self, request: pb.ListIndividualsRequest, context: grpc.ServicerContext) -> Any:
+        def call() -> pb.ListIndividualsResponse:
+            if request.page_size < 0:
+                raise codec.WireError(f"page_size must be >= 0, got {request.page_size}")
+            size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+            state = request.state if request.HasField("state") else None
+            page = self._service.list_individuals(request.experiment, size, request.page_token, state)
+            return codec.encode_individuals(page.individuals, page.next_page_token)
+
+        return self._run(context, call)
