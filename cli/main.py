@@ -26,6 +26,9 @@ def _register() -> None:
     bench.register(app)
     latency_command.register(app)
     model_info.register(app)
+    from cli import migrate
+
+    migrate.register(app)
 
 
 def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:

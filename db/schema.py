@@ -17,6 +17,11 @@ from db.repository import SchemaOutOfDate, StoreUnavailable
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def _one_line(exc: BaseException | None) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 def alembic_config(url: str) -> Config:
     """An Alembic config without an ini file; ``url`` is passed through attributes (no %-escaping)."""
     cfg = Config()
@@ -38,7 +43,7 @@ def current_revision(url_or_engine: str | Engine) -> str | None:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:
-        raise StoreUnavailable(f"cannot open database: {exc.orig}") from None
+        raise StoreUnavailable(f"cannot open database: {_one_line(exc.orig)}") from None
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
@@ -49,7 +54,7 @@ def upgrade(url: str) -> str:
     try:
         command.upgrade(alembic_config(url), "head")
     except OperationalError as exc:
-        raise StoreUnavailable(f"cannot migrate database: {exc.orig}") from None
+        raise StoreUnavailable(f"cannot migrate database: {_one_line(exc.orig)}") from None
     revision = current_revision(url)
     assert revision is not None
     return revision
