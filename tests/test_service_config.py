@@ -1,0 +1,87 @@
+"""Experiment config files: the documented keys and aliases, defaults, one-line errors, shipped configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from configs import ConfigError, load_config, shipped
+from mutations import default_mutation_spec
+from orchestrator.config import load_spec_file, parse_spec, spec_from_json, spec_to_json
+from orchestrator.domain import InvalidArgument
+
+BASE: dict[str, Any] = {"name": "e1", "space": "nasnet", "population": 10, "sample": 3, "evaluations": 50}
+
+
+def test_minimal_config_gets_documented_defaults() -> None:
+    spec = parse_spec(BASE)
+    assert (spec.population_size, spec.sample_size, spec.evaluations, spec.seed, spec.algorithm) == (10, 3, 50, 0, "aging")
+    assert spec.mutation == default_mutation_spec("nasnet")
+    assert spec.objective == {"kind": "accuracy"}
+    assert (spec.training, spec.lease_timeout_s, spec.max_attempts) == ({}, 60.0, 3)
+    assert spec_from_json(spec_to_json(spec)) == spec
+
+
+def test_yaml_and_json_files(tmp_path: Path) -> None:
+    yml = tmp_path / "e.yaml"
+    yml.write_text("name: e2\nspace: nb201\npopulation: 20\nsample: 5\nevaluations: 300\nseed: 4\n"
+                   "algorithm: non-aging\nobjective: {kind: mnas, target_ms: 2.0}\ntraining: {table: {sleep_s: 0}}\n"
+                   "lease_timeout_s: 30\nmax_attempts: 5\n")
+    spec = load_spec_file(yml)
+    assert (spec.name, spec.space, spec.algorithm, spec.seed, spec.max_attempts) == ("e2", "nb201", "non-aging", 4, 5)
+    assert spec.objective["kind"] == "mnas" and spec.objective["target_ms"] == 2.0
+    assert spec.training == {"table": {"sleep_s": 0}}
+    js = tmp_path / "e.json"
+    js.write_text('{"name": "e3", "space": "nb201", "population_size": 2, "sample_size": 1, "evaluations": 3}')
+    assert load_spec_file(js, name="renamed").name == "renamed"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"populaton": 3}, "unknown config key 'populaton'"),
+        ({"population": 0}, "population_size must be between 1"),
+        ({"sample": "3"}, "sample_size must be an integer"),
+        ({"evaluations": True}, "evaluations must be an integer"),
+        ({"space": "resnet"}, "space must be nasnet or nb201"),
+        ({"name": "has space"}, "experiment name must be"),
+        ({"algorithm": "greedy"}, "algorithm must be one of"),
+        ({"mutation": {"type": "edge_op"}}, "mutation: mutation 'edge_op' does not apply to space 'nasnet'"),
+        ({"objective": {"kind": "mnas"}}, "objective: the mnas objective needs a positive target_ms"),
+        ({"training": [1]}, "training must be a mapping"),
+        ({"lease_timeout_s": float("nan")}, "lease_timeout_s must be a number"),
+        ({"lease_timeout_s": 0}, "lease_timeout_s must be between"),
+        ({"max_attempts": 0}, "max_attempts must be between 1"),
+        ({"seed": -1}, "seed must be between 0"),
+        ({"population_size": 4}, "given twice"),
+    ],
+)
+def test_bad_configs_give_one_clear_line(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        parse_spec({**BASE, **change})
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_keys_and_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="config needs 'evaluations'"):
+        parse_spec({k: v for k, v in BASE.items() if k != "evaluations"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(InvalidArgument, match="not valid YAML/JSON at line"):
+        load_spec_file(bad)
+    with pytest.raises(InvalidArgument, match="cannot read config"):
+        load_spec_file(tmp_path / "absent.yaml")
+
+
+def test_shipped_configs_load_by_name_or_path() -> None:
+    assert "nb201-table" in shipped()
+    spec = parse_spec(load_config("nb201-table"))
+    assert (spec.space, spec.population_size, spec.sample_size, spec.evaluations) == ("nb201", 20, 5, 300)
+    for name in shipped():
+        parse_spec(load_config(name))
+    path = Path(__file__).parents[1] / "configs" / "nb201-table.yaml"
+    assert load_config(str(path)) == load_config("nb201-table")
+    with pytest.raises(ConfigError, match="no shipped config"):
+        load_config("no-such-config")

@@ -1,0 +1,162 @@
+"""The SQL store's own guarantees: migrations match the models, schema check, SQLite settings, indexed hot
+queries, PostgreSQL row locking, several service processes on one database, and ``amoeba migrate``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+import db
+from db.engine import make_engine
+from db.models import Base
+from db.schema import head_revision
+from db.sql import _HOT
+from orchestrator.config import parse_spec
+from orchestrator.domain import Lease, NoWork, ReportedMetrics, WorkerInfo
+from orchestrator.replay import verify_experiment
+from orchestrator.service import OrchestratorServiceImpl
+
+
+def _diffs(url: str) -> list[Any]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_migration_matches_models_and_check_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with pytest.raises(db.SchemaOutOfDate, match="amoeba migrate --db"):
+        db.open_store(url)
+    assert db.upgrade(url) == head_revision() == db.upgrade(url)  # idempotent
+    assert db.check_schema(url) == head_revision()
+    assert _diffs(url) == []
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        conn.execute(text("UPDATE alembic_version SET version_num = 'old'"))
+    engine.dispose()
+    with pytest.raises(db.SchemaOutOfDate, match=r"at revision old.*amoeba migrate"):
+        db.check_schema(url)
+
+
+@pytest.mark.postgres
+def test_postgresql_migration_matches_models(pg_server: Any) -> None:
+    url = pg_server.database()
+    with pytest.raises(db.SchemaOutOfDate, match="amoeba migrate"):
+        db.check_schema(url)
+    assert db.upgrade(url) == head_revision()
+    assert _diffs(url) == []
+
+
+def test_hot_queries_use_indexes_not_scans(sqlite_url: str) -> None:
+    """No query the service runs per lease or report may scan the individuals or events table."""
+    engine = make_engine(sqlite_url)
+    params = {"eid": 1, "now": 1.0, "limit": 5, "yes": True, "id": 1, "name": "x"}
+    with engine.begin() as conn:
+        for key in ("overdue", "queued", "population", "exp_by_name", "exp_by_id", "ind_by_id"):
+            plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _HOT[False][key], params))
+            assert "SCAN" not in plan.replace("SCAN CONSTANT", ""), (key, plan)
+            assert "USE TEMP B-TREE" not in plan, (key, plan)
+        for sql in (
+            "SELECT count(*) FROM individuals WHERE experiment_id = 1 AND state IN ('queued', 'leased')",
+            "SELECT * FROM individuals WHERE experiment_id = 1 AND fitness IS NOT NULL AND state = 'completed' "
+            "ORDER BY fitness DESC, proposal_seq LIMIT 10",
+            "SELECT * FROM individuals WHERE experiment_id = 1 AND completion_rank = 7",
+            "SELECT * FROM individuals WHERE experiment_id = 1 AND improved = 1 ORDER BY completion_rank",
+            "SELECT * FROM events WHERE experiment_id = 1 AND seq > 5 ORDER BY seq LIMIT 100",
+        ):
+            plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+            assert "SCAN" not in plan, (sql, plan)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_claims_skip_rows_locked_by_another_transaction(pg_url: str) -> None:
+    from db import NewIndividual
+
+    a, b = db.open_store(pg_url), db.open_store(pg_url)
+    try:
+        with a.transaction() as tx:
+            exp = tx.add_experiment("x", "{}", 1, 0.0)
+            for seq in range(2):
+                tx.add_individual(NewIndividual(exp.id, seq, "{}", "f", None, "random", 1, "queued", 0.0))
+        with a.transaction() as ta:
+            first = ta.next_queued(exp.id)
+            assert first is not None and first.proposal_seq == 0
+            with b.transaction() as tb:  # a second server process: the locked row is skipped, not waited for
+                second = tb.next_queued(exp.id)
+                assert second is not None and second.proposal_seq == 1
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.postgres
+def test_two_service_processes_on_one_postgresql_database(pg_url: str) -> None:
+    """Two services (as two server processes would) lease and report concurrently; the experiment lock
+    keeps proposals and completions serial, so the result replays exactly and the population is right."""
+    services = [OrchestratorServiceImpl(db.open_store(pg_url)) for _ in range(2)]
+    services[0].create_experiment(parse_spec({"name": "pg", "space": "nb201", "population": 4, "sample": 2,
+                                              "evaluations": 40, "seed": 9}))
+    errors: list[BaseException] = []
+
+    def worker(svc: OrchestratorServiceImpl, wid: str) -> None:
+        try:
+            got: Lease | NoWork | None = svc.lease(WorkerInfo(wid), "pg")
+            while True:
+                if isinstance(got, NoWork):
+                    if got.done:
+                        return
+                    got = svc.lease(WorkerInfo(wid), "pg")
+                    continue
+                assert isinstance(got, Lease)
+                acc = (int(got.genome["arch"].count("conv")) + got.proposal_seq % 3) / 10
+                got = svc.report(got.individual_id, got.token, wid, ReportedMetrics(accuracy=acc), lease_next=True)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(services[i % 2], f"w{i}")) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    exp = services[1].get_experiment("pg")
+    assert (exp.state, exp.completed, exp.proposals) == ("done", 40, 40)
+    report = verify_experiment(services[1].store, "pg")
+    assert report.ok, report.problems
+    for s in services:
+        s.store.close()
+
+
+def test_migrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    target = tmp_path / "m.db"
+
+    def run(*args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["migrate", *args])
+        out, err = capsys.readouterr()
+        return int(exit_.value.code or 0), out, err
+
+    code, out, err = run("--db", str(target), "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"database": f"sqlite:///{target}", "previous": None, "revision": head_revision(),
+                               "head": head_revision(), "changed": True}
+    code, out, _ = run("--db", f"sqlite:///{target}")
+    assert code == 0 and "already at revision" in out
+    code, _, err = run("--db", str(tmp_path / "missing" / "dir" / "x.db"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("amoeba: error:")
