@@ -199,21 +199,24 @@ _cache_lock = threading.Lock()
 
 def estimate_genome(
     genome: Genome, *, cells: int, filters: int, input_size: int = 32, num_classes: int = 10,
-    device: str = "usb3", clock_mhz: int | None = None,
+    device: str = "usb3", clock_mhz: int | None = None, dataset: str | None = None,
 ) -> LatencyReport:
     """Latency of the network a genome describes (lowered without JAX), memoized on its fingerprint.
 
-    ``cells`` (N) and ``filters`` (F) apply to the nasnet space; the nb201 skeleton is fixed.
+    NASNet: N = ``cells``, F = ``filters``, ``dataset`` picks the stem (default: by input size). NB201:
+    ``cells`` per stage and ``filters`` stage-1 channels (5 and 16 in the benchmark). Raises
+    ``LoweringError`` for bad sizes and ``LatencyError`` for a bad device or clock.
     """
     from latency.lower import lower_genome
 
-    key = (genome.space, genome.fingerprint, cells, filters, input_size, num_classes, device, clock_mhz)
+    key = (genome.space, genome.fingerprint, cells, filters, input_size, num_classes, device, clock_mhz, dataset)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    graph = lower_genome(genome, cells=cells, filters=filters, input_size=input_size, num_classes=num_classes)
+    graph = lower_genome(genome, cells=cells, filters=filters, input_size=input_size, num_classes=num_classes,
+                         dataset=dataset)
     report = estimate(graph, device=device, clock_mhz=clock_mhz)
     with _cache_lock:
         _cache[key] = report

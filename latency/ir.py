@@ -140,8 +140,33 @@ class GraphBuilder:
         old = self.layers[ref]
         self.layers[ref] = _replace_params(old, old.params + extra)
 
-    def build(self) -> Graph:
-        return Graph(self.name, self.input_shape, tuple(self.layers))
+    def build(self, output: int | None = None) -> Graph:
+        """The graph; with ``output``, only the layers it depends on, ending with it (the compiler drops
+        dead layers, such as an NB201 edge into a node that never reaches the cell output)."""
+        if output is None or output == GRAPH_INPUT:
+            return Graph(self.name, self.input_shape, tuple(self.layers))
+        live = [False] * len(self.layers)
+        live[output] = True
+        for i in range(output, -1, -1):
+            if live[i]:
+                for ref in self.layers[i].inputs:
+                    if ref != GRAPH_INPUT:
+                        live[ref] = True
+        if all(live[: output + 1]) and output == len(self.layers) - 1:
+            return Graph(self.name, self.input_shape, tuple(self.layers))
+        index: dict[int, int] = {GRAPH_INPUT: GRAPH_INPUT}
+        kept: list[Layer] = []
+        for i in range(output + 1):
+            if live[i]:
+                layer = self.layers[i]
+                index[i] = len(kept)
+                kept.append(_with_inputs(layer, tuple(index[r] for r in layer.inputs)))
+        return Graph(self.name, self.input_shape, tuple(kept))
+
+
+def _with_inputs(layer: Layer, inputs: tuple[int, ...]) -> Layer:
+    return Layer(layer.name, layer.kind, inputs, layer.in_shapes, layer.out_shape, layer.kernel, layer.stride,
+                 layer.dilation, layer.groups, layer.weights, layer.params, layer.macs, layer.op)
 
 
 def _replace_params(layer: Layer, params: int) -> Layer:

@@ -99,11 +99,11 @@ class _Net:
         p2 = self.conv(f"{name}/path2_conv", p2, features - half, bn=False)
         return self.binary(f"{name}/concat", CONCAT, (p1, p2), params=2 * features)
 
-    def head(self, src: int, num_classes: int) -> None:
+    def head(self, src: int, num_classes: int) -> int:
         c = self.shape(src)[-1]
         pooled = self.b.add(Layer("head/global_pool", MEAN, (src,), (self.shape(src),), (c,)))
-        self.b.add(Layer("head/dense", DENSE, (pooled,), ((c,),), (num_classes,), weights=c * num_classes,
-                         params=c * num_classes + num_classes, macs=c * num_classes))
+        return self.b.add(Layer("head/dense", DENSE, (pooled,), ((c,),), (num_classes,), weights=c * num_classes,
+                                params=c * num_classes + num_classes, macs=c * num_classes))
 
 
 # -- NASNet ------------------------------------------------------------------------------------------
@@ -139,8 +139,18 @@ def _pool(kind: str) -> OpLowering:
 
 
 def _conv_1x7_7x1(net: _Net, name: str, src: int, filters: int, stride: int) -> int:
-    x = net.conv(f"{name}/conv_1x7", src, filters, (1, 7), (1, stride), bn=False)
-    return net.conv(f"{name}/conv_7x1", x, filters, (7, 1), (stride, 1))
+    # The reference (tensorflow/tpu amoeba_net) wraps the factorized 7x7 in a filters // 4 bottleneck,
+    # dropped when that is 0; nets.ops follows it, and so must the lowering.
+    inner = filters // 4
+    x = src
+    if inner >= 1:
+        x = net.conv(f"{name}/pre_1x1", x, inner)
+    width = inner if inner >= 1 else filters
+    x = net.conv(f"{name}/conv_1x7", x, width, (1, 7), (1, stride))
+    x = net.conv(f"{name}/conv_7x1", x, width, (7, 1), (stride, 1))
+    if inner >= 1:
+        x = net.conv(f"{name}/post_1x1", x, filters)
+    return x
 
 
 #: The per-op lowering table; its names are exactly genome.NASNET_OPS (a test keeps them in step).
@@ -264,82 +274,89 @@ def lower_nasnet(genome: NASNetGenome, *, cells: int, filters: int, input_size: 
             out = _cell(net, f"cell{index}", genome.normal, prev, prevprev, f, False)
             prevprev, prev = prev, out
             index += 1
-    net.head(prev, num_classes)
-    return net.b.build()
+    return net.b.build(net.head(prev, num_classes))
 
 
 # -- NAS-Bench-201 ------------------------------------------------------------------------------------
 
-NB201_STAGES = (16, 32, 64)
-NB201_CELLS_PER_STAGE = 5
 
 
-def _nb201_cell(net: _Net, name: str, genome: NB201Genome, src: int) -> int:
+def _nb201_cell(net: _Net, name: str, genome: NB201Genome, src: int | None) -> int | None:
+    """One NB201 cell; ``None`` stands for a tensor that no longer depends on the input (a node fed
+    only by ``none`` edges is zeros, and every op of a constant is a constant the compiler folds)."""
     nodes: list[int | None] = [src]
     for j in (1, 2, 3):
-        terms: list[int] = []
+        acc: int | None = None
         for i in range(j):
             op = genome.edge_op(j, i)
             x = nodes[i]
             if op == "none" or x is None:
-                continue  # a zero contributes nothing (and an op of zeros is zeros)
+                continue
             c = net.shape(x)[-1]
             if op == "skip_connect":
-                terms.append(x)
+                term = x
             elif op == "nor_conv_1x1":
-                terms.append(net.conv(f"{name}/edge{j}{i}_conv1x1", x, c, (1, 1)))
+                term = net.conv(f"{name}/edge{j}_{i}_conv1x1", x, c, (1, 1))
             elif op == "nor_conv_3x3":
-                terms.append(net.conv(f"{name}/edge{j}{i}_conv3x3", x, c, (3, 3)))
+                term = net.conv(f"{name}/edge{j}_{i}_conv3x3", x, c, (3, 3))
             elif op == "avg_pool_3x3":
-                terms.append(net.pool(f"{name}/edge{j}{i}_avg3x3", x, AVG_POOL, 3, 1))
+                term = net.pool(f"{name}/edge{j}_{i}_avg3x3", x, AVG_POOL, 3, 1)
             else:  # pragma: no cover - the genome validates its ops
                 raise GenomeError(f"unknown NB201 op {op!r}")
-        acc: int | None = terms[0] if terms else None
-        for t, term in enumerate(terms[1:], start=1):
-            assert acc is not None
-            acc = net.binary(f"{name}/node{j}_add{t}", ADD, (acc, term))
+            # Running sum in edge order, as the model adds each edge's output as it is computed.
+            acc = term if acc is None else net.binary(f"{name}/node{j}_add{i}", ADD, (acc, term))
         nodes.append(acc)
-    out = nodes[3]
-    if out is None:
-        raise LoweringError(f"NB201 cell {genome.to_arch_str()} has no path to its output (all-zero network)")
-    return out
+    return nodes[3]
 
 
-def lower_nb201(genome: NB201Genome, *, input_size: int = 32, num_classes: int = 10) -> Graph:
-    """The NAS-Bench-201 skeleton around ``genome``'s cell (stem, 3 x 5 cells, 2 residual blocks, head)."""
-    _check_args(1, 2, input_size, num_classes)
-    net = _Net(f"nb201 {input_size}x{input_size}", (input_size, input_size, 3))
-    x = net.conv("stem/conv", GRAPH_INPUT, NB201_STAGES[0], (3, 3))
-    for stage, c in enumerate(NB201_STAGES):
-        if stage > 0:
+def lower_nb201(genome: NB201Genome, *, input_size: int = 32, num_classes: int = 10, cells: int = 5,
+                filters: int = 16) -> Graph:
+    """The NAS-Bench-201 skeleton around ``genome``'s cell: stem, 3 stages of ``cells`` cells with
+    ``filters``, 2x, 4x channels (5 and 16 in the benchmark) joined by residual blocks, head.
+
+    A cell whose output has no path from its input makes the rest of the network a constant: only
+    the layers before it remain (the tracing front end sees the same)."""
+    _check_args(cells, filters, input_size, num_classes)
+    net = _Net(f"nb201 C={filters} N={cells} {input_size}x{input_size}", (input_size, input_size, 3))
+    x: int | None = net.conv("stem/conv", GRAPH_INPUT, filters, (3, 3))
+    for stage in range(3):
+        c = filters * 2**stage
+        if stage > 0 and x is not None:
             name = f"resblock{stage}"
             a = net.conv(f"{name}/conv_a", x, c, (3, 3), (2, 2))
             b = net.conv(f"{name}/conv_b", a, c, (3, 3))
             short = net.pool(f"{name}/shortcut_pool", x, AVG_POOL, 2, 2, padding="VALID")
             short = net.conv(f"{name}/shortcut_conv", short, c, bn=False)
-            x = net.binary(f"{name}/add", ADD, (b, short))
-        for k in range(NB201_CELLS_PER_STAGE):
-            x = _nb201_cell(net, f"stage{stage}/cell{k}", genome, x)
+            x = net.binary(f"{name}/add", ADD, (short, b))
+        for k in range(cells):
+            if x is not None:
+                x = _nb201_cell(net, f"stage{stage}/cell{k}", genome, x)
+    if x is None:
+        return net.b.build()
     net.bn(x)  # the head's BN (ReLU fuses)
-    net.head(x, num_classes)
-    return net.b.build()
+    return net.b.build(net.head(x, num_classes))
 
 
 def _check_args(cells: int, filters: int, input_size: int, num_classes: int) -> None:
     if cells < 1:
         raise LoweringError(f"cells (N) must be at least 1, got {cells}")
-    if filters < 2:
-        raise LoweringError(f"filters (F) must be at least 2, got {filters}")
+    if filters < 1:
+        raise LoweringError(f"filters (F) must be at least 1, got {filters}")
     if input_size < 8:
         raise LoweringError(f"input size must be at least 8, got {input_size}")
     if num_classes < 1:
         raise LoweringError(f"num_classes must be at least 1, got {num_classes}")
 
 
-def lower_genome(genome: Genome, *, cells: int, filters: int, input_size: int = 32, num_classes: int = 10) -> Graph:
-    """Lower any supported genome; ``cells``/``filters`` are ignored by the fixed NB201 skeleton."""
+def lower_genome(genome: Genome, *, cells: int, filters: int, input_size: int = 32, num_classes: int = 10,
+                 dataset: str | None = None) -> Graph:
+    """Lower any supported genome. NASNet: N = ``cells`` per stack, F = ``filters``; NB201: ``cells`` per
+    stage and ``filters`` stage-1 channels (the benchmark's skeleton is cells=5, filters=16). ``dataset``
+    (cifar10 or imagenet) picks the NASNet stem; by default inputs of 128 pixels and more get the ImageNet one."""
     if isinstance(genome, NASNetGenome):
-        return lower_nasnet(genome, cells=cells, filters=filters, input_size=input_size, num_classes=num_classes)
+        stem = {None: None, "cifar10": "cifar", "imagenet": "imagenet"}.get(dataset, dataset)
+        return lower_nasnet(genome, cells=cells, filters=filters, input_size=input_size, num_classes=num_classes,
+                            stem=stem)
     if isinstance(genome, NB201Genome):
-        return lower_nb201(genome, input_size=input_size, num_classes=num_classes)
+        return lower_nb201(genome, input_size=input_size, num_classes=num_classes, cells=cells, filters=filters)
     raise LoweringError(f"cannot lower genomes of space {genome.space!r}")

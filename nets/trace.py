@@ -129,6 +129,8 @@ class _Tracer:
         prim = eqn.primitive.name
         outs_avals = [v.aval for v in eqn.outvars]
         acts = [v for v in ins if isinstance(v, _Act)]
+        if prim == "scan":
+            return self.scan(eqn, ins, stack)
         sub = next((eqn.params[p] for p in _CALL_PARAMS if p in eqn.params), None)
         if sub is not None and (hasattr(sub, "eqns") or hasattr(sub, "jaxpr")):
             inner = sub.jaxpr if hasattr(sub, "jaxpr") else sub
@@ -174,6 +176,22 @@ class _Tracer:
             return [self.layer(stack, ACTIVATION, acts, out_shape)]
         unsupported = self.layer(stack, UNSUPPORTED, acts, out_shape, op=prim)
         return [_Act(unsupported.owner, _drop_batch(a.shape)) for a in outs_avals]
+
+    def scan(self, eqn: Any, ins: list[_Val], stack: str) -> list[_Val]:
+        """Unroll a scan (e.g. ``nn.scan`` over repeated cells): the body runs ``length`` times on the
+        carry; scanned-over parameters stay the same constants, so each leaf is counted once."""
+        body = eqn.params["jaxpr"]
+        n_consts, n_carry = eqn.params["num_consts"], eqn.params["num_carry"]
+        consts, carry, xs = ins[:n_consts], ins[n_consts:n_consts + n_carry], ins[n_consts + n_carry:]
+        xs_in = [v if isinstance(v, _Const) else _Act(v.owner, v.shape[1:]) for v in xs]
+        ys: list[_Val] = []
+        for i in range(int(eqn.params["length"])):
+            outs = self.run(body.jaxpr, body.consts, [*consts, *carry, *xs_in], f"{stack}/iter{i}" if stack else f"iter{i}")
+            carry, ys = outs[:n_carry], outs[n_carry:]
+        # Stacked per-iteration outputs: only the last iteration's producer is tracked.
+        stacked = [v if isinstance(v, _Const) else _Act(v.owner, _drop_batch(a.aval.shape))
+                   for v, a in zip(ys, eqn.outvars[n_carry:], strict=True)]
+        return [*carry, *stacked]
 
     def conv(self, eqn: Any, ins: list[_Val], out_shape: tuple[int, ...], stack: str) -> _Val:
         lhs, rhs = ins
@@ -271,9 +289,11 @@ def trace_function(fn: Callable[..., Any], params: Any, input_shape: Sequence[in
     n_params = len(leaves_with_path)
     args: list[_Val] = [_Const(frozenset({i})) for i in range(n_params)] + [_Act(GRAPH_INPUT, _drop_batch(shape))]
     outs = tracer.run(closed.jaxpr, closed.consts, args, "")
-    if not any(isinstance(o, _Act) for o in outs):
-        raise TraceError(f"{name}: the output does not depend on the input")
-    return tracer.b.build()
+    if not tracer.b.layers:
+        raise TraceError(f"{name}: no layer depends on the input")
+    acts = [o for o in outs if isinstance(o, _Act)]
+    # One output: keep what it depends on (the compiler drops dead layers). Several or none: keep all.
+    return tracer.b.build(acts[0].owner if len(acts) == 1 else None)
 
 
 def trace_module(module: Any, input_shape: Sequence[int], *, variables: Any = None, name: str | None = None,

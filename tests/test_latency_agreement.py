@@ -1,0 +1,60 @@
+"""The two front ends agree: lowering a genome and tracing nets.build_model's network give the same IR.
+
+Both fold batch norm into the preceding layer and fuse ReLU (as the Edge TPU compiler does), so they
+match layer for layer: same kinds, same wiring, same MACs and parameters, hence the same latency.
+"""
+
+from __future__ import annotations
+
+import random
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from genome import NASNET_OPS, Genome, get_space, load_named_genome, parse_genome
+from latency import NASNET_OP_LOWERING, estimate, lower_genome
+from nets.build import build_model
+from nets.ops import OPS
+from nets.trace import trace_module
+
+_rng = random.Random(2026)
+_random_nasnet = [get_space("nasnet").sample(_rng) for _ in range(2)]
+
+# (label, genome, cells, filters, dataset, input size, every model parameter reaches the output)
+CASES: list[tuple[str, Genome, int, int, str, int, bool]] = [
+    ("amoebanet-a", load_named_genome("amoebanet-a"), 2, 8, "cifar10", 32, True),
+    ("nasnet-a", load_named_genome("nasnet-a"), 3, 4, "cifar10", 32, True),  # N=3: the model scans cells 3..N
+    ("amoebanet-a imagenet stem", load_named_genome("amoebanet-a"), 1, 8, "imagenet", 64, True),
+    # A sampled cell may leave an input state unused: its preprocessing conv is dead and dropped.
+    *[(f"random nasnet {i}", g, 1, 6, "cifar10", 32, False) for i, g in enumerate(_random_nasnet)],
+    ("nb201 best", parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"), 2, 16, "cifar10", 32, True),
+    ("nb201 mixed", parse_genome("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|none~1|avg_pool_3x3~2|"), 2, 8, "cifar10", 32, True),
+    # The conv into node 1 never reaches the output: the compiler (and both front ends) drop it.
+    ("nb201 dead edges", parse_genome("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"), 2, 16, "cifar10", 32, False),
+]
+
+
+@pytest.mark.parametrize(("label", "genome", "cells", "filters", "dataset", "size", "all_live"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_lowering_and_tracing_agree(label: str, genome: Genome, cells: int, filters: int, dataset: str,
+                                    size: int, all_live: bool) -> None:
+    model = build_model(genome, cells=cells, filters=filters, num_classes=10, dataset=dataset)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False),
+                               jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+    traced = trace_module(model, (size, size, 3), variables=variables, train=False)
+    lowered = lower_genome(genome, cells=cells, filters=filters, input_size=size, num_classes=10, dataset=dataset)
+    model_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables["params"]))
+    # Every trainable parameter (BN scale/offset folded into its layer) is in the IR, but for dead layers'.
+    assert lowered.total_params() == model_params if all_live else lowered.total_params() <= model_params
+    assert traced.total_macs() == lowered.total_macs()
+    assert traced.total_params() == lowered.total_params()
+    assert [(x.kind, x.inputs, x.out_shape) for x in traced.layers] == [
+        (x.kind, x.inputs, x.out_shape) for x in lowered.layers]
+    for device in ("usb3", "usb2"):
+        assert estimate(traced, device).latency_ms == pytest.approx(estimate(lowered, device).latency_ms, rel=0.01)
+
+
+def test_the_model_and_the_simulator_share_one_op_table() -> None:
+    assert tuple(NASNET_OP_LOWERING) == NASNET_OPS
+    assert set(OPS) == set(NASNET_OPS)
