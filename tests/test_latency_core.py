@@ -140,14 +140,17 @@ def test_lowering_reproduces_the_macro_structure() -> None:
 def test_nb201_lowering() -> None:
     convs = parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
     skips = parse_genome("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|")
-    g_conv = lower_genome(convs, cells=1, filters=2)
-    g_skip = lower_genome(skips, cells=1, filters=2)
+    g_conv = lower_genome(convs, cells=5, filters=16)
+    g_skip = lower_genome(skips, cells=5, filters=16)
     # 15 cells x 6 conv3x3 edges; the skeleton adds the stem, two residual blocks (3 convs each).
     assert g_conv.count_by_kind()["conv"] == 15 * 6 + 1 + 4
     assert g_skip.count_by_kind().get("conv", 0) == 1 + 4
     assert estimate(g_conv).latency_ms > estimate(g_skip).latency_ms
-    with pytest.raises(LoweringError, match="no path"):
-        lower_genome(parse_genome("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"), cells=1, filters=2)
+    assert g_conv.layers[-1].out_shape == (10,) and g_conv.layers[-3].out_shape == (8, 8, 64)
+    # No path from input to output: the network computes a constant after the stem.
+    dead = lower_genome(parse_genome("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"), cells=5, filters=16)
+    assert [layer.name for layer in dead.layers] == ["stem/conv"]
+    assert 0 < estimate(dead).latency_ms < estimate(g_conv).latency_ms
 
 
 def test_lowering_rejects_bad_arguments() -> None:
