@@ -1,0 +1,202 @@
+"""TrainEvaluator: trains the Flax network of a leased genome and reports its validation accuracy."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from genome import GenomeError, parse_genome
+from genome.base import Genome
+from worker.evaluator import EvaluationFailed, Metrics, WorkItem
+from worker.training.augment import CIFAR_MEAN, CIFAR_STD, resize_area
+from worker.training.data_cifar import CIFAR10_MD5, CIFAR10_URL, cache_root, load_cifar10, locate_cifar10
+from worker.training.datasets import ArrayData, TrainData
+from worker.training.errors import DataError, DatasetUnavailable
+from worker.training.loop import train_and_evaluate
+from worker.training.presets import DEFAULT_PRESET, TrainingConfig, TrainingConfigError, resolve_training
+
+_cache_configured: str | None = None
+
+
+def enable_compilation_cache(directory: str | Path) -> Path:
+    """Point JAX's persistent compilation cache at ``directory`` (process-wide) and cache every compilation.
+
+    Several workers on one host share the directory, so a genome compiled by one is loaded by the others.
+    """
+    global _cache_configured
+    path = Path(directory).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    if _cache_configured != str(path):
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        # The defaults skip compilations under 1 s; a small network's steps are worth caching too.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        _cache_configured = str(path)
+    return path
+
+
+def short_seed(seed: int) -> int:
+    """Fold a 64-bit work-item seed into the 31 bits JAX keys take without x64 mode."""
+    seed &= (1 << 64) - 1
+    return (seed ^ (seed >> 31) ^ (seed >> 62)) & 0x7FFFFFFF
+
+
+class TrainEvaluator:
+    """The ``train`` evaluator: real training of the genome's network on CIFAR-10 or ImageNet.
+
+    Options: ``cache_dir`` (data and compilation cache root; default ``$AMOEBA_CACHE`` or
+    ``~/.cache/amoeba``), ``compilation_cache`` (True: ``<cache_dir>/jax``; a path; or False),
+    ``download`` (fetch CIFAR-10 when missing), ``cifar_url``/``cifar_md5`` (the download source),
+    ``progress`` (download progress bar), ``default_preset`` (when the experiment names none),
+    ``latency`` (also report the simulated Edge TPU latency), ``decode_workers`` (ImageNet).
+
+    A missing dataset raises ``DatasetUnavailable`` (it ends the worker with a one-line message);
+    everything the individual is to blame for, or that is specific to it, is ``EvaluationFailed``.
+    """
+
+    name = "train"
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+        compilation_cache: bool | str | Path = True,
+        download: bool = True,
+        cifar_url: str = CIFAR10_URL,
+        cifar_md5: str = CIFAR10_MD5,
+        progress: bool = True,
+        default_preset: str = DEFAULT_PRESET,
+        latency: bool = True,
+        decode_workers: int = 8,
+    ) -> None:
+        self.data_dir = data_dir
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+        self.download = download
+        self.cifar_url = cifar_url
+        self.cifar_md5 = cifar_md5
+        self.progress = progress
+        self.latency = latency
+        self.decode_workers = decode_workers
+        resolve_training({"preset": default_preset})  # fail at start-up, not per individual
+        self.default_preset = default_preset
+        self.compilation_cache_dir: Path | None = None
+        if compilation_cache:
+            where = self.cache_dir / "jax" if compilation_cache is True else Path(str(compilation_cache))
+            self.compilation_cache_dir = enable_compilation_cache(where)
+        self._data_lock = threading.Lock()
+        self._data: dict[tuple[Any, ...], TrainData] = {}
+        self._stats: dict[tuple[Any, ...], tuple[int | None, int | None]] = {}
+
+    # --- the Evaluator protocol ---
+
+    def evaluate(self, item: WorkItem, stop: threading.Event) -> Metrics:
+        try:
+            config = resolve_training(item.training, self.default_preset)
+        except TrainingConfigError as exc:
+            raise EvaluationFailed(f"bad training settings: {exc}") from None
+        try:
+            genome = parse_genome(item.genome, item.space)
+        except GenomeError as exc:
+            raise EvaluationFailed(f"bad genome: {exc}") from None
+        try:
+            data = self.dataset(config)
+        except DatasetUnavailable:
+            raise
+        except DataError as exc:
+            raise EvaluationFailed(f"bad data: {exc}") from None
+        model = self._model(genome, config, data.num_classes)
+        result = train_and_evaluate(model, data, config, short_seed(item.seed), stop)
+        stats_start = time.perf_counter()
+        mult_adds = self._mult_adds(genome, config, data.num_classes)
+        latency_ms, fits = self._latency(genome, config, data.num_classes)
+        return Metrics(
+            accuracy=result.accuracy,
+            latency_ms=latency_ms,
+            params=result.params,
+            mult_adds=mult_adds,
+            train_seconds=result.train_seconds,
+            compile_seconds=result.compile_seconds,
+            fits_on_chip=fits,
+            extra={
+                "steps": float(result.steps),
+                "final_loss": result.final_loss,
+                "train_accuracy": result.train_accuracy,
+                "images_per_second": result.images_per_second,
+                "stats_seconds": time.perf_counter() - stats_start,
+            },
+        )
+
+    # --- data, model, side metrics ---
+
+    def dataset(self, config: TrainingConfig) -> TrainData:
+        """The (memoized) training data for ``config``; DatasetUnavailable/DataError when it cannot be had."""
+        key = (config.dataset, config.image_size, config.train_examples, config.validation_examples,
+               config.num_classes)
+        with self._data_lock:
+            if key not in self._data:
+                self._data[key] = self._load(config)
+            return self._data[key]
+
+    def _load(self, config: TrainingConfig) -> TrainData:
+        if config.dataset == "imagenet":
+            from worker.training.data_imagenet import ImageNetData
+
+            if not self.data_dir:
+                raise DatasetUnavailable("ImageNet needs --data-dir DIR with DIR/train/<class>/*.JPEG and "
+                                         "DIR/val/<class>/*.JPEG")
+            data = ImageNetData(self.data_dir, config.image_size, workers=self.decode_workers,
+                                train_limit=config.train_examples, eval_limit=config.validation_examples)
+            if config.num_classes is not None and config.num_classes != data.num_classes:
+                raise DataError(f"num_classes is {config.num_classes} but {self.data_dir}/train has "
+                                f"{data.num_classes} class folders")
+            return data
+        source = locate_cifar10(self.data_dir, cache_dir=self.cache_dir / "cifar10", url=self.cifar_url,
+                                md5=self.cifar_md5, download=self.download, progress=self.progress)
+        splits = load_cifar10(source, "search")
+        assert splits.validation is not None
+        train = splits.train.take(config.train_examples)
+        val = splits.validation.take(config.validation_examples)
+        if config.num_classes is not None and config.num_classes != splits.num_classes:
+            raise DataError(f"CIFAR-10 has 10 classes, but num_classes is {config.num_classes}")
+        return ArrayData(resize_area(train.images, config.image_size), train.labels,
+                         resize_area(val.images, config.image_size), val.labels,
+                         splits.num_classes, CIFAR_MEAN, CIFAR_STD)
+
+    def _model(self, genome: Genome, config: TrainingConfig, num_classes: int) -> Any:
+        from nets.build import ModelConfigError, build_model
+
+        try:
+            return build_model(genome, cells=config.cells, filters=config.filters, num_classes=num_classes,
+                               dataset=config.dataset, dropout=config.dropout,
+                               dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
+                               bn_momentum=config.bn_momentum)
+        except (ModelConfigError, GenomeError) as exc:
+            raise EvaluationFailed(f"bad model settings: {exc}") from None
+
+    def _mult_adds(self, genome: Genome, config: TrainingConfig, num_classes: int) -> int | None:
+        key = (genome.fingerprint, config.cells, config.filters, config.dataset, config.image_size, num_classes)
+        if key not in self._stats:
+            from nets.build import model_stats
+
+            stats = model_stats(genome, config.cells, config.filters, config.dataset,
+                                image_size=config.image_size, num_classes=num_classes)
+            self._stats[key] = (stats.params, stats.mult_adds)
+        return self._stats[key][1]
+
+    def _latency(self, genome: Genome, config: TrainingConfig, num_classes: int) -> tuple[float | None, bool | None]:
+        if not self.latency:
+            return None, None
+        from latency.estimate import estimate_genome
+
+        try:
+            report = estimate_genome(genome, cells=config.cells, filters=config.filters,
+                                     input_size=config.image_size, num_classes=num_classes)
+        except ValueError:
+            return None, None  # a network the simulator cannot lower still has an accuracy worth reporting
+        return report.latency_ms, report.fits_on_chip

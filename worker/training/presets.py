@@ -1,0 +1,146 @@
+"""Named training configurations and their resolution from an experiment's ``training`` settings.
+
+An experiment's settings name a preset and may override any field:
+``{"preset": "tiny", "epochs": 2, "dtype": "bfloat16"}``. Unknown keys and wrong types are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DATASETS = ("cifar10", "imagenet")
+DTYPES = ("float32", "bfloat16")
+DEFAULT_PRESET = "amoebanet-search"
+
+
+class TrainingConfigError(ValueError):
+    """The training settings are invalid; the message names the key and what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingConfig:
+    """Everything the training loop needs besides the genome, the data and the seed.
+
+    ``cells``/``filters`` are N and F (NB201 genomes: cells per stage and stage-1 channels).
+    ``train_examples``/``validation_examples`` cap the split sizes (first examples of each split; None
+    = all). ``image_size`` below 32 downsamples CIFAR by an integer factor. ``bn_momentum`` None keeps
+    the model's reference value (0.9997 NASNet, 0.9 NB201). Weight decay is L2 on kernels only.
+    """
+
+    preset: str
+    dataset: str = "cifar10"
+    cells: int = 3
+    filters: int = 24
+    epochs: int = 25
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    learning_rate: float = 0.024
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    dropout: float = 0.0
+    dtype: str = "float32"
+    image_size: int = 32
+    crop_padding: int = 4
+    train_examples: int | None = None
+    validation_examples: int | None = None
+    bn_momentum: float | None = None
+    num_classes: int | None = None  # None: the dataset's (10, or the ImageNet folder's class count)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, TrainingConfig] = {
+    # The paper's search setting (Real et al. 2019, section 4 / appendix): N=3, F=24, 25 epochs.
+    "amoebanet-search": TrainingConfig(
+        preset="amoebanet-search", cells=3, filters=24, epochs=25, batch_size=64, learning_rate=0.024,
+        momentum=0.9, weight_decay=5e-4,
+    ),
+    # The NAS-Bench-201 skeleton (16 channels, 5 cells per stage) with the benchmark's 12-epoch schedule.
+    "nb201-12ep": TrainingConfig(
+        preset="nb201-12ep", cells=5, filters=16, epochs=12, batch_size=256, learning_rate=0.1,
+        momentum=0.9, nesterov=True, weight_decay=5e-4,
+    ),
+    # CPU smoke configuration: trains in about a minute on two cores and still learns a learnable fixture.
+    "tiny": TrainingConfig(
+        preset="tiny", cells=1, filters=8, epochs=4, batch_size=32, eval_batch_size=100, learning_rate=0.05,
+        momentum=0.9, nesterov=True, weight_decay=5e-4, image_size=16, crop_padding=2, train_examples=512,
+        validation_examples=256, bn_momentum=0.9,
+    ),
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+_INT_KEYS = {"cells", "filters", "epochs", "batch_size", "eval_batch_size", "image_size", "crop_padding",
+             "train_examples", "validation_examples", "num_classes"}
+_FLOAT_KEYS = {"learning_rate", "momentum", "weight_decay", "label_smoothing", "dropout", "bn_momentum"}
+_OPTIONAL = {"train_examples", "validation_examples", "bn_momentum", "num_classes"}
+
+
+def resolve_training(settings: Mapping[str, Any] | None, default_preset: str = DEFAULT_PRESET) -> TrainingConfig:
+    """The preset named by ``settings["preset"]`` (default ``default_preset``) with the other keys applied."""
+    settings = dict(settings or {})
+    name = settings.pop("preset", default_preset)
+    if name not in PRESETS:
+        raise TrainingConfigError(f"unknown training preset {name!r}; expected one of {', '.join(PRESETS)}")
+    unknown = sorted(set(settings) - set(_FIELDS))
+    if unknown:
+        raise TrainingConfigError(f"unknown training setting(s) {', '.join(unknown)}; "
+                                  f"valid: preset, {', '.join(k for k in _FIELDS if k != 'preset')}")
+    values = {key: _check(key, value) for key, value in settings.items()}
+    config = dataclasses.replace(PRESETS[name], **values)
+    _validate(config)
+    return config
+
+
+def _check(key: str, value: Any) -> Any:
+    if value is None and key in _OPTIONAL:
+        return None
+    if key in _INT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TrainingConfigError(f"training setting {key} must be an integer, got {value!r}")
+        return value
+    if key in _FLOAT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TrainingConfigError(f"training setting {key} must be a number, got {value!r}")
+        return float(value)
+    if key == "nesterov":
+        if not isinstance(value, bool):
+            raise TrainingConfigError(f"training setting nesterov must be true or false, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise TrainingConfigError(f"training setting {key} must be a string, got {value!r}")
+    return value
+
+
+def _validate(c: TrainingConfig) -> None:
+    def positive(key: str) -> None:
+        value = getattr(c, key)
+        if value is not None and value < 1:
+            raise TrainingConfigError(f"training setting {key} must be >= 1, got {value}")
+
+    for key in ("cells", "filters", "epochs", "batch_size", "eval_batch_size", "image_size",
+                "train_examples", "validation_examples", "num_classes"):
+        positive(key)
+    if c.dataset not in DATASETS:
+        raise TrainingConfigError(f"training setting dataset must be one of {', '.join(DATASETS)}, got {c.dataset!r}")
+    if c.dtype not in DTYPES:
+        raise TrainingConfigError(f"training setting dtype must be one of {', '.join(DTYPES)}, got {c.dtype!r}")
+    if not c.learning_rate > 0:
+        raise TrainingConfigError(f"training setting learning_rate must be > 0, got {c.learning_rate}")
+    for key in ("momentum", "label_smoothing", "dropout", "bn_momentum"):
+        value = getattr(c, key)
+        if value is not None and not 0.0 <= value < 1.0:
+            raise TrainingConfigError(f"training setting {key} must be in [0, 1), got {value}")
+    if c.weight_decay < 0:
+        raise TrainingConfigError(f"training setting weight_decay must be >= 0, got {c.weight_decay}")
+    if c.crop_padding < 0:
+        raise TrainingConfigError(f"training setting crop_padding must be >= 0, got {c.crop_padding}")
+    if c.dataset == "cifar10" and (c.image_size > 32 or 32 % c.image_size):
+        raise TrainingConfigError(f"CIFAR-10 image_size must divide 32 (32, 16, 8), got {c.image_size}")
+    if c.image_size < 8:
+        raise TrainingConfigError(f"training setting image_size must be at least 8, got {c.image_size}")
