@@ -17,6 +17,8 @@ from latency import LatencyError, LatencyReport, LoweringError, estimate, lower_
 from latency.hardware import CLOCKS_MHZ, PROFILES
 
 MODELS = ("mobilenet_v1", "efficientnet_edgetpu_s", "inception_v4")
+#: (cells, filters) when not given: AmoebaNet-A's published CIFAR-10 size; NAS-Bench-201's skeleton.
+DEFAULT_SIZES = {"nasnet": (6, 36), "nb201": (5, 16)}
 
 
 def _load_genome(text: str) -> Genome:
@@ -54,8 +56,8 @@ def _model_report(name: str, input_size: int | None, device: str, clock: int | N
 def latency(
     genome: Annotated[str | None, typer.Option(help="named genome (amoebanet-a, nasnet-a), a genome JSON file, or an NB201 arch string")] = None,
     model: Annotated[str | None, typer.Option(help=f"reference network: {', '.join(MODELS)}")] = None,
-    cells: Annotated[int, typer.Option("--cells", "-N", help="normal cells per stack (nasnet genomes)")] = 6,
-    filters: Annotated[int, typer.Option("--filters", "-F", help="filters of the first stack (nasnet genomes)")] = 36,
+    cells: Annotated[int | None, typer.Option("--cells", "-N", help="cells per stack (nasnet, default 6) or per stage (nb201, default 5)")] = None,
+    filters: Annotated[int | None, typer.Option("--filters", "-F", help="filters of the first stack (nasnet, default 36) or stage (nb201, default 16)")] = None,
     input_size: Annotated[int | None, typer.Option("--input", help="input height = width (default: 32 for genomes, the model's own for --model)")] = None,
     classes: Annotated[int, typer.Option("--classes", help="number of classes (genomes)")] = 10,
     device: Annotated[str, typer.Option(help=f"device profile: {', '.join(PROFILES)}")] = "usb3",
@@ -80,12 +82,13 @@ def latency(
         if genome is not None:
             g = _load_genome(genome)
             size = input_size or 32
-            graph = lower_genome(g, cells=cells, filters=filters, input_size=size, num_classes=classes)
+            n_default, f_default = DEFAULT_SIZES.get(g.space, (6, 36))
+            n = n_default if cells is None else cells
+            f = f_default if filters is None else filters
+            graph = lower_genome(g, cells=n, filters=f, input_size=size, num_classes=classes)
             report = estimate(graph, device=device, clock_mhz=clock)
             source: dict[str, Any] = {"genome": g.to_json(), "fingerprint": g.fingerprint, "space": g.space,
-                                      "input": size, "classes": classes}
-            if g.space == "nasnet":
-                source.update(cells=cells, filters=filters)
+                                      "cells": n, "filters": f, "input": size, "classes": classes}
         else:
             assert model is not None
             report, source = _model_report(model, input_size, device, clock)

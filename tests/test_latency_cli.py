@@ -49,7 +49,8 @@ def test_model_path_and_table() -> None:
     nb = amoeba("latency", "--genome", "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|",
                 "--json")
     assert nb.returncode == 0, nb.stderr
-    assert json.loads(nb.stdout)["source"]["space"] == "nb201"
+    source = json.loads(nb.stdout)["source"]
+    assert source["space"] == "nb201" and (source["cells"], source["filters"]) == (5, 16)
 
 
 ERROR_CASES = [
