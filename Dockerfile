@@ -23,9 +23,8 @@ RUN pip install --no-deps . \
     && mkdir -p /data \
     && chown amoeba /data
 
-# /data: datasets (CIFAR-10, ImageNet), the download cache and the JAX compilation cache.
-ENV XDG_CACHE_HOME=/data/cache \
-    JAX_COMPILATION_CACHE_DIR=/data/jax-cache
+# /data: datasets (CIFAR-10, ImageNet); AMOEBA_CACHE holds downloads and the JAX compilation cache.
+ENV AMOEBA_CACHE=/data/cache
 VOLUME ["/data"]
 USER amoeba
 EXPOSE 50051

@@ -188,6 +188,19 @@ def envvars_of(cmd: Command) -> set[str]:
     return out
 
 
+def read_from_environment() -> set[str]:
+    """AMOEBA_* variables the package reads directly (os.environ / os.getenv), not through an option."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    names: set[str] = set()
+    for package in (p.rstrip("*") for p in include):
+        for source in (ROOT / package).rglob("*.py"):
+            names |= set(re.findall(r"""(?:environ\.get\(|environ\[|getenv\()["'](AMOEBA_[A-Z0-9_]+)["']""",
+                                    source.read_text(encoding="utf-8")))
+    return names
+
+
 def as_list(command: Any) -> list[str]:
     assert isinstance(command, list), "use the exec (list) form so no shell reinterprets the arguments"
     return [str(c) for c in command]
@@ -244,7 +257,7 @@ def test_every_command_is_a_real_amoeba_command(cli: Command, compose: dict[str,
     environment = _env_of(svc)
     check_options(cmd, path, rest, environment)
     # Every AMOEBA_* variable handed to the container is read by the command or by its health check.
-    readers = envvars_of(cmd)
+    readers = envvars_of(cmd) | read_from_environment()
     if "healthcheck.py" in " ".join(map(str, svc.get("healthcheck", {}).get("test", []))):
         readers |= set(re.findall(r'_env\("([A-Z_]+)"\)', (ROOT / "deploy" / "healthcheck.py").read_text()))
     unread = {k for k in environment if k.startswith("AMOEBA_")} - readers
@@ -320,7 +333,7 @@ def test_workers_scale_and_share_a_data_volume(compose: dict[str, Any]) -> None:
     assert args[args.index("--server") + 1] == "orchestrator:" + as_list(server["command"])[-1]
     data = args[args.index("--data-dir") + 1]
     assert f"amoeba-data:{data}" in worker["volumes"] and "amoeba-data" in compose["volumes"]
-    assert _env_of(worker)["JAX_COMPILATION_CACHE_DIR"].startswith(data + "/")
+    assert _env_of(worker)["AMOEBA_CACHE"].startswith(data + "/"), "downloads and the JAX cache on the volume"
     # A host folder replaces the named volume when the user points AMOEBA_DATA_DIR at one.
     hosted = load(COMPOSE, env={**ENV, "AMOEBA_DATA_DIR": "/srv/datasets"})["services"]["worker"]
     assert f"/srv/datasets:{data}" in hosted["volumes"]
