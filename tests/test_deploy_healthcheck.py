@@ -149,3 +149,20 @@ def test_make_certs_gives_a_working_mutual_tls_setup(tmp_path: Path, capsys: pyt
     # A second run refuses to overwrite the keys.
     again = subprocess.run([str(ROOT / "deploy" / "make-certs.sh"), str(certs)], capture_output=True, text=True)
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_probe_passes_the_real_orchestrator_without_its_token(capsys: pytest.CaptureFixture[str]) -> None:
+    # The compose health check sends no token: the orchestrator must keep grpc.health.v1 open.
+    from db.memory import MemoryStore
+    from orchestrator.server import ServerConfig, start
+    from orchestrator.service import OrchestratorServiceImpl
+
+    running = start(OrchestratorServiceImpl(MemoryStore()), ServerConfig(host="127.0.0.1", port=0, token="s3cret"))
+    target = f"127.0.0.1:{running.port}"
+    try:
+        assert hc.main(["--server", target]) == 0
+        assert hc.main(["--server", target, "--service", "amoeba.v1.Orchestrator"]) == 0
+    finally:
+        running.stop(0.5)
+    capsys.readouterr()
+    assert hc.main(["--server", target, "--timeout", "1"]) == 1
