@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -80,18 +81,25 @@ class IndividualRow(Base):
     leased_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
+    # Partial indexes hold only the rows a hot query wants, so most writes touch few index pages
+    # (every page a commit dirties is appended to SQLite's WAL). Queries repeat each index's predicate
+    # literally: SQLite only uses a partial index when the query's WHERE implies it textually.
     __table_args__ = (
         UniqueConstraint("experiment_id", "proposal_seq", name="uq_individuals_experiment_seq"),
-        # Expiry sweep (state='leased' AND lease_deadline < now) and the queued claim (state='queued',
-        # oldest proposal first) both walk this index; it also answers the queued/leased counts.
-        Index("ix_individuals_exp_state_deadline", "experiment_id", "state", "lease_deadline"),
-        Index("ix_individuals_exp_state_seq", "experiment_id", "state", "proposal_seq"),
-        # Compound rather than partial indexes: SQLite only uses a partial index when the query repeats its
-        # WHERE term verbatim, and booleans render differently per dialect.
-        Index("ix_individuals_population", "experiment_id", "in_population", "completion_rank"),
-        Index("ix_individuals_exp_rank", "experiment_id", "completion_rank", unique=True),
-        Index("ix_individuals_exp_fitness", "experiment_id", "fitness"),
-        Index("ix_individuals_improved", "experiment_id", "improved", "completion_rank"),
+        # the claim of requeued work, oldest proposal first
+        Index("ix_individuals_queued", "experiment_id", "proposal_seq",
+              sqlite_where=text("state = 'queued'"), postgresql_where=text("state = 'queued'")),
+        # the expiry sweep: leased rows by deadline
+        Index("ix_individuals_leased", "experiment_id", "lease_deadline",
+              sqlite_where=text("state = 'leased'"), postgresql_where=text("state = 'leased'")),
+        Index("ix_individuals_population", "experiment_id", "completion_rank",
+              sqlite_where=text("in_population = 1"), postgresql_where=text("in_population")),
+        Index("ix_individuals_rank", "experiment_id", "completion_rank", unique=True,
+              sqlite_where=text("completion_rank IS NOT NULL"), postgresql_where=text("completion_rank IS NOT NULL")),
+        Index("ix_individuals_fitness", "experiment_id", "fitness",
+              sqlite_where=text("fitness IS NOT NULL"), postgresql_where=text("fitness IS NOT NULL")),
+        Index("ix_individuals_improved", "experiment_id", "completion_rank",
+              sqlite_where=text("improved = 1"), postgresql_where=text("improved")),
     )
 
 

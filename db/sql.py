@@ -10,7 +10,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from db.models import EventRow, ExperimentRow, IndividualRow, WorkerRow
@@ -52,6 +52,10 @@ _EVENT = [f.name for f in fields(EventRecord)]
 _WORKER = [f.name for f in fields(WorkerRecord)]
 
 
+#: Boolean predicates spelled exactly as the partial indexes (db.models) spell them, per dialect.
+_TRUE = {col: {False: f"{col} = 1", True: col} for col in ("in_population", "improved")}
+
+
 def _hot_sql(postgres: bool) -> dict[str, str]:
     """The hot path's statements as plain SQL for one dialect.
 
@@ -69,7 +73,7 @@ def _hot_sql(postgres: bool) -> dict[str, str]:
         f"AND lease_deadline < :now ORDER BY lease_deadline LIMIT :limit{skip}",
         "queued": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND state = 'queued' "
         f"ORDER BY proposal_seq LIMIT 1{skip}",
-        "population": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND in_population = :yes "
+        "population": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND {_TRUE['in_population'][postgres]} "
         "ORDER BY completion_rank",
         "add_individual": f"INSERT INTO individuals ({', '.join(_NEW)}) VALUES ({', '.join(':' + n for n in _NEW)}) "
         "RETURNING id",
@@ -217,17 +221,17 @@ class SqlTx:
         return None if row is None else _ind(row)
 
     def population(self, experiment_id: int) -> list[IndividualRecord]:
-        return [_ind(r) for r in self._all("population", {"eid": experiment_id, "yes": True})]
+        return [_ind(r) for r in self._all("population", {"eid": experiment_id})]
 
     def count_states(self, experiment_id: int, states: Iterable[str]) -> dict[str, int]:
-        wanted = list(states)
-        stmt = (
-            select(I.c.state, func.count())
-            .where(I.c.experiment_id == experiment_id, I.c.state.in_(wanted))
-            .group_by(I.c.state)
-        )
-        counts = dict.fromkeys(wanted, 0)
-        counts.update({state: int(n) for state, n in self._c.execute(stmt)})
+        counts = {}
+        for state in states:
+            # One literal-state query each, so SQLite can answer queued/leased from their partial indexes.
+            if not state.isalpha():
+                raise ValueError(f"bad state {state!r}")
+            self._cur.execute(_paramstyle(f"SELECT count(*) FROM individuals WHERE experiment_id = :eid "
+                                          f"AND state = '{state}'", self._pg), {"eid": experiment_id})
+            counts[state] = int(self._cur.fetchone()[0])
         return counts
 
     def top(self, experiment_id: int, k: int) -> list[IndividualRecord]:
@@ -242,7 +246,7 @@ class SqlTx:
     def improvements(self, experiment_id: int) -> list[IndividualRecord]:
         stmt = (
             select(*_I_COLS)
-            .where(I.c.experiment_id == experiment_id, I.c.improved.is_(True))
+            .where(I.c.experiment_id == experiment_id, text(_TRUE["improved"][self._pg]))
             .order_by(I.c.completion_rank)
         )
         return [_ind(r) for r in self._c.execute(stmt)]

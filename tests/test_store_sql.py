@@ -60,25 +60,30 @@ def test_postgresql_migration_matches_models(pg_server: Any) -> None:
     assert _diffs(url) == []
 
 
-def test_hot_queries_use_indexes_not_scans(sqlite_url: str) -> None:
-    """No query the service runs per lease or report may scan the individuals or events table."""
+def test_hot_queries_use_their_partial_indexes(sqlite_url: str) -> None:
+    """No query the service runs per call (or for status) may walk an experiment's history: each must
+    search the small partial index made for it."""
     engine = make_engine(sqlite_url)
-    params = {"eid": 1, "now": 1.0, "limit": 5, "yes": True, "id": 1, "name": "x"}
+    params = {"eid": 1, "now": 1.0, "limit": 5, "id": 1, "name": "x"}
+    expected = {
+        _HOT[False]["overdue"]: "ix_individuals_leased",
+        _HOT[False]["queued"]: "ix_individuals_queued",
+        _HOT[False]["population"]: "ix_individuals_population",
+        _HOT[False]["ind_by_id"]: "INTEGER PRIMARY KEY",
+        "SELECT count(*) FROM individuals WHERE experiment_id = :eid AND state = 'queued'": "ix_individuals_queued",
+        "SELECT count(*) FROM individuals WHERE experiment_id = :eid AND state = 'leased'": "ix_individuals_leased",
+        "SELECT * FROM individuals WHERE experiment_id = :eid AND fitness IS NOT NULL AND state = 'completed' "
+        "ORDER BY fitness DESC, proposal_seq LIMIT 10": "ix_individuals_fitness",
+        "SELECT * FROM individuals WHERE experiment_id = :eid AND completion_rank = 7": "ix_individuals_rank",
+        "SELECT * FROM individuals WHERE experiment_id = :eid AND improved = 1 ORDER BY completion_rank":
+            "ix_individuals_improved",
+        "SELECT * FROM events WHERE experiment_id = :eid AND seq > 5 ORDER BY seq LIMIT 100": "(experiment_id=? AND seq>?)",
+    }
     with engine.begin() as conn:
-        for key in ("overdue", "queued", "population", "exp_by_name", "exp_by_id", "ind_by_id"):
-            plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + _HOT[False][key], params))
-            assert "SCAN" not in plan.replace("SCAN CONSTANT", ""), (key, plan)
-            assert "USE TEMP B-TREE" not in plan, (key, plan)
-        for sql in (
-            "SELECT count(*) FROM individuals WHERE experiment_id = 1 AND state IN ('queued', 'leased')",
-            "SELECT * FROM individuals WHERE experiment_id = 1 AND fitness IS NOT NULL AND state = 'completed' "
-            "ORDER BY fitness DESC, proposal_seq LIMIT 10",
-            "SELECT * FROM individuals WHERE experiment_id = 1 AND completion_rank = 7",
-            "SELECT * FROM individuals WHERE experiment_id = 1 AND improved = 1 ORDER BY completion_rank",
-            "SELECT * FROM events WHERE experiment_id = 1 AND seq > 5 ORDER BY seq LIMIT 100",
-        ):
-            plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
-            assert "SCAN" not in plan, (sql, plan)
+        for sql, index in expected.items():
+            plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
+            assert plan.startswith("SEARCH") and index in plan, (sql, plan)
+            assert "SCAN" not in plan and "TEMP B-TREE FOR ORDER BY" not in plan, (sql, plan)
     engine.dispose()
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-27 03:09:12.794558
+Create Date: 2026-11-27 03:32:29.256498
 """
 
 from __future__ import annotations
@@ -100,23 +100,23 @@ def upgrade() -> None:
     sa.UniqueConstraint('experiment_id', 'proposal_seq', name='uq_individuals_experiment_seq')
     )
     with op.batch_alter_table('individuals', schema=None) as batch_op:
-        batch_op.create_index('ix_individuals_exp_fitness', ['experiment_id', 'fitness'], unique=False)
-        batch_op.create_index('ix_individuals_exp_rank', ['experiment_id', 'completion_rank'], unique=True)
-        batch_op.create_index('ix_individuals_exp_state_deadline', ['experiment_id', 'state', 'lease_deadline'], unique=False)
-        batch_op.create_index('ix_individuals_exp_state_seq', ['experiment_id', 'state', 'proposal_seq'], unique=False)
-        batch_op.create_index('ix_individuals_improved', ['experiment_id', 'improved', 'completion_rank'], unique=False)
-        batch_op.create_index('ix_individuals_population', ['experiment_id', 'in_population', 'completion_rank'], unique=False)
+        batch_op.create_index('ix_individuals_fitness', ['experiment_id', 'fitness'], unique=False, sqlite_where=sa.text('fitness IS NOT NULL'), postgresql_where=sa.text('fitness IS NOT NULL'))
+        batch_op.create_index('ix_individuals_improved', ['experiment_id', 'completion_rank'], unique=False, sqlite_where=sa.text('improved = 1'), postgresql_where=sa.text('improved'))
+        batch_op.create_index('ix_individuals_leased', ['experiment_id', 'lease_deadline'], unique=False, sqlite_where=sa.text("state = 'leased'"), postgresql_where=sa.text("state = 'leased'"))
+        batch_op.create_index('ix_individuals_population', ['experiment_id', 'completion_rank'], unique=False, sqlite_where=sa.text('in_population = 1'), postgresql_where=sa.text('in_population'))
+        batch_op.create_index('ix_individuals_queued', ['experiment_id', 'proposal_seq'], unique=False, sqlite_where=sa.text("state = 'queued'"), postgresql_where=sa.text("state = 'queued'"))
+        batch_op.create_index('ix_individuals_rank', ['experiment_id', 'completion_rank'], unique=True, sqlite_where=sa.text('completion_rank IS NOT NULL'), postgresql_where=sa.text('completion_rank IS NOT NULL'))
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('individuals', schema=None) as batch_op:
-        batch_op.drop_index('ix_individuals_population')
-        batch_op.drop_index('ix_individuals_improved')
-        batch_op.drop_index('ix_individuals_exp_state_seq')
-        batch_op.drop_index('ix_individuals_exp_state_deadline')
-        batch_op.drop_index('ix_individuals_exp_rank')
-        batch_op.drop_index('ix_individuals_exp_fitness')
+        batch_op.drop_index('ix_individuals_rank', sqlite_where=sa.text('completion_rank IS NOT NULL'), postgresql_where=sa.text('completion_rank IS NOT NULL'))
+        batch_op.drop_index('ix_individuals_queued', sqlite_where=sa.text("state = 'queued'"), postgresql_where=sa.text("state = 'queued'"))
+        batch_op.drop_index('ix_individuals_population', sqlite_where=sa.text('in_population = 1'), postgresql_where=sa.text('in_population'))
+        batch_op.drop_index('ix_individuals_leased', sqlite_where=sa.text("state = 'leased'"), postgresql_where=sa.text("state = 'leased'"))
+        batch_op.drop_index('ix_individuals_improved', sqlite_where=sa.text('improved = 1'), postgresql_where=sa.text('improved'))
+        batch_op.drop_index('ix_individuals_fitness', sqlite_where=sa.text('fitness IS NOT NULL'), postgresql_where=sa.text('fitness IS NOT NULL'))
 
     op.drop_table('individuals')
     op.drop_table('events')

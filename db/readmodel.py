@@ -1,0 +1,126 @@
+"""Read-only access to a store database: a Store that cannot write, and the few queries beyond StoreTx
+that the status view, time travel and exports need (all bounded by an index range)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from db.engine import SQLITE_BUSY_TIMEOUT_S, normalize_url
+from db.models import EventRow, IndividualRow
+from db.repository import EventRecord, StoreUnavailable
+from db.schema import check_schema
+from db.sql import SqlStore
+
+I = IndividualRow.__table__  # noqa: E741 - as in db.sql
+V = EventRow.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class FrontPoint:
+    """A completed individual with both objectives: what the accuracy/latency front is made of."""
+
+    proposal_seq: int
+    fingerprint: str
+    accuracy: float
+    latency_ms: float
+
+
+def readonly_engine(url: str) -> Engine:
+    """An engine that can only read: SQLite opened with ``mode=ro``, PostgreSQL in read-only transactions.
+
+    A SQLite path must name an existing file (read-only mode never creates one).
+    """
+    url = normalize_url(url)
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ValueError("a read-only SQLite database must be a file")
+        path = Path(parsed.database).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"no database file {path}")
+        engine = create_engine(
+            f"sqlite:///file:{path.as_posix()}?mode=ro&uri=true",
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cur.execute("PRAGMA query_only=1")  # belt and braces: refuse writes even through a writable handle
+            cur.close()
+
+        return engine
+    if backend == "postgresql":
+        # Every transaction of every pooled connection is READ ONLY: a stray write fails instead of landing.
+        return create_engine(url, pool_pre_ping=True, pool_size=2,
+                             connect_args={"options": "-c default_transaction_read_only=on"})
+    raise ValueError(f"unsupported database {backend!r}; use sqlite:///FILE or postgresql://...")
+
+
+class ReadOnlyDatabase:
+    """A store database opened for reading only: ``store`` (the StoreTx contract) plus extra queries."""
+
+    def __init__(self, url: str, *, check: bool = True) -> None:
+        self.url = url
+        self.engine = readonly_engine(url)
+        try:
+            if check:
+                check_schema(self.engine)
+            self.store = SqlStore(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database unavailable: {' '.join(str(exc.orig).split())}") from None
+
+    def front_points(self, experiment_id: int) -> list[FrontPoint]:
+        """Every completed individual with an accuracy and a latency, by proposal (one narrow scan)."""
+        stmt = (
+            select(I.c.proposal_seq, I.c.fingerprint, I.c.accuracy, I.c.latency_ms)
+            .where(I.c.experiment_id == experiment_id, I.c.state == "completed", I.c.latency_ms.is_not(None),
+                   I.c.accuracy.is_not(None))
+            .order_by(I.c.proposal_seq)
+        )
+        with self.connection() as conn:
+            return [FrontPoint(int(s), f, float(a), float(lat)) for s, f, a, lat in conn.execute(stmt)]
+
+    def events_upto(self, experiment_id: int, last_seq: int) -> list[EventRecord]:
+        """The event log from the start up to and including ``last_seq``."""
+        stmt = (
+            select(V.c.experiment_id, V.c.seq, V.c.kind, V.c.at, V.c.individual_id, V.c.proposal_seq, V.c.data_json)
+            .where(V.c.experiment_id == experiment_id, V.c.seq <= last_seq)
+            .order_by(V.c.seq)
+        )
+        with self.connection() as conn:
+            return [EventRecord(*r) for r in conn.execute(stmt)]
+
+    def genomes(self, experiment_id: int, proposal_seqs: Iterable[int]) -> dict[int, tuple[str, int | None, str]]:
+        """proposal seq -> (genome JSON, parent seq, fingerprint) for the asked proposals."""
+        wanted = sorted(set(proposal_seqs))
+        out: dict[int, tuple[str, int | None, str]] = {}
+        with self.connection() as conn:
+            for i in range(0, len(wanted), 500):
+                stmt = select(I.c.proposal_seq, I.c.genome_json, I.c.parent_seq, I.c.fingerprint).where(
+                    I.c.experiment_id == experiment_id, I.c.proposal_seq.in_(wanted[i:i + 500]))
+                out.update({int(s): (g, p, f) for s, g, p, f in conn.execute(stmt)})
+        return out
+
+    def close(self) -> None:
+        self.store.close()
+        self.engine.dispose()
