@@ -29,6 +29,20 @@ def _register() -> None:
     from cli import migrate
 
     migrate.register(app)
+    from cli import experiment as experiment_command
+    from cli import server as server_command
+    from cli import worker as worker_command
+
+    server_command.register(app)
+    worker_command.register(app)
+    experiment_command.register(app)
+    from cli import replay as replay_command
+    from cli import status as status_command
+    from cli import up as up_command
+
+    up_command.register(app)
+    status_command.register(app)
+    replay_command.register(app)
 
 
 def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:

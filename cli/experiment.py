@@ -1,0 +1,208 @@
+"""``amoeba experiment create/list/show``: manage experiments through a server (--server) or a database (--db).
+
+JSON schemas (stable): ``create`` and each entry of ``list`` print an experiment object
+``{"name", "id", "state", "space", "algorithm", "population_size", "sample_size", "evaluations", "seed",
+"proposals", "completed", "failed", "rejected", "created_at", "spec"}`` (``spec``: the full config);
+``list`` prints ``{"experiments": [...]}``; ``show`` prints ``{"experiment": {...}, "status": {...}}``
+where ``status`` is the service's status snapshot (see the README's status schema).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from cli.errors import UserError
+from cli.remote import TlsCaOpt, TlsCertOpt, TlsKeyOpt, TlsNameOpt, TokenOpt, make_client, remote
+
+experiment_app = typer.Typer(help="Create, list and inspect experiments.", no_args_is_help=True)
+
+DEFAULT_DB = "sqlite:///amoeba.db"
+ServerOpt = Annotated[str | None, typer.Option("--server", help="talk to the orchestrator at HOST:PORT")]
+DbOpt = Annotated[str | None, typer.Option("--db", help=f"use this database directly (default {DEFAULT_DB})")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the JSON document only")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(experiment_app, name="experiment")
+
+
+class _Backend:
+    """The same four calls against a server (gRPC) or a database (the service in-process)."""
+
+    def __init__(self, server: str | None, db_url: str | None, client_args: tuple[Any, ...]) -> None:
+        if server and db_url:
+            raise UserError("give either --server or --db, not both")
+        self.server = server
+        self._client: Any = None
+        self._service: Any = None
+        if server:
+            self._client = make_client(server, *client_args)
+        else:
+            from db import SchemaOutOfDate, StoreError
+            from orchestrator.service import open_service
+
+            try:
+                self._service = open_service(db_url or DEFAULT_DB)
+            except SchemaOutOfDate as exc:
+                raise UserError(str(exc)) from None
+            except (StoreError, ValueError) as exc:
+                raise UserError(f"cannot open database {db_url or DEFAULT_DB}: {exc}") from None
+
+    def _local(self, call: Callable[[], Any]) -> Any:
+        from orchestrator.domain import DomainError
+
+        try:
+            return call()
+        except DomainError as exc:
+            raise UserError(str(exc)) from None
+
+    def _experiment(self, msg: Any) -> Any:
+        from orchestrator.domain import Experiment, ExperimentSpec
+        from protos import codec
+
+        return codec.decode_experiment(msg, Experiment, ExperimentSpec)
+
+    def create(self, spec: Any) -> Any:
+        if self._client is not None:
+            from protos import codec
+
+            assert self.server is not None
+            return self._experiment(remote(self.server, lambda: self._client.create_experiment(codec.encode_spec(spec))))
+        return self._local(lambda: self._service.create_experiment(spec))
+
+    def list(self) -> list[Any]:
+        if self._client is not None:
+            assert self.server is not None
+            return [self._experiment(m) for m in remote(self.server, self._client.list_experiments)]
+        return list(self._local(self._service.list_experiments))
+
+    def get(self, name: str) -> Any:
+        if self._client is not None:
+            assert self.server is not None
+            return self._experiment(remote(self.server, lambda: self._client.get_experiment(name)))
+        return self._local(lambda: self._service.get_experiment(name))
+
+    def status(self, name: str) -> dict[str, Any]:
+        if self._client is not None:
+            assert self.server is not None
+            return dict(remote(self.server, lambda: self._client.status(name)))
+        return dict(self._local(lambda: self._service.status(name)))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._service is not None:
+            self._service.store.close()
+
+
+def experiment_json(exp: Any) -> dict[str, Any]:
+    from orchestrator.config import spec_to_dict
+
+    s = exp.spec
+    return {
+        "name": s.name, "id": exp.id, "state": exp.state, "space": s.space, "algorithm": s.algorithm,
+        "population_size": s.population_size, "sample_size": s.sample_size, "evaluations": s.evaluations,
+        "seed": s.seed, "proposals": exp.proposals, "completed": exp.completed, "failed": exp.failed,
+        "rejected": exp.rejected, "created_at": exp.created_at, "spec": spec_to_dict(s),
+    }
+
+
+def _line(exp: Any) -> str:
+    s = exp.spec
+    return (f"{s.name}: {exp.state}, {s.space} {s.algorithm} P={s.population_size} S={s.sample_size}, "
+            f"{exp.completed}/{s.evaluations} completed, {exp.failed} failed, {exp.proposals} proposals")
+
+
+@experiment_app.command("create")
+def create(
+    config: Annotated[str, typer.Option("--config", help="experiment config file (YAML or JSON)")],
+    name: Annotated[str | None, typer.Option(help="override the config's name")] = None,
+    server: ServerOpt = None,
+    db_url: DbOpt = None,
+    token: TokenOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    tls_server_name: TlsNameOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an experiment from a config file (search space, P, S, C, seed, mutation, objective, training)."""
+    from orchestrator.config import load_spec_file
+    from orchestrator.domain import DomainError
+
+    try:
+        spec = load_spec_file(config, name=name)
+    except DomainError as exc:
+        raise UserError(str(exc)) from None
+    backend = _Backend(server, db_url, (token, tls_ca, tls_cert, tls_key, tls_server_name))
+    try:
+        exp = backend.create(spec)
+    finally:
+        backend.close()
+    if as_json:
+        print(json.dumps(experiment_json(exp), sort_keys=True))
+    else:
+        print(f"created {_line(exp)}")
+
+
+@experiment_app.command("list")
+def list_(
+    server: ServerOpt = None,
+    db_url: DbOpt = None,
+    token: TokenOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    tls_server_name: TlsNameOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every experiment with its progress."""
+    backend = _Backend(server, db_url, (token, tls_ca, tls_cert, tls_key, tls_server_name))
+    try:
+        exps = backend.list()
+    finally:
+        backend.close()
+    if as_json:
+        print(json.dumps({"experiments": [experiment_json(e) for e in exps]}, sort_keys=True))
+    elif not exps:
+        print("no experiments")
+    else:
+        for e in exps:
+            print(_line(e))
+
+
+@experiment_app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="experiment name")],
+    server: ServerOpt = None,
+    db_url: DbOpt = None,
+    token: TokenOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    tls_server_name: TlsNameOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one experiment: its config, progress and status snapshot."""
+    backend = _Backend(server, db_url, (token, tls_ca, tls_cert, tls_key, tls_server_name))
+    try:
+        exp = backend.get(name)
+        status = backend.status(name)
+    finally:
+        backend.close()
+    if as_json:
+        print(json.dumps({"experiment": experiment_json(exp), "status": status}, sort_keys=True))
+        return
+    print(_line(exp))
+    created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exp.created_at))
+    print(f"  created {created}, seed {exp.spec.seed}, lease timeout {exp.spec.lease_timeout_s:g}s, "
+          f"max attempts {exp.spec.max_attempts}")
+    best = status.get("best")
+    if isinstance(best, dict):
+        print(f"  best: fitness {best.get('fitness')} (proposal {best.get('proposal_seq')}) {best.get('summary', '')}")
+    print(f"  training: {json.dumps(exp.spec.training, sort_keys=True)}")

@@ -1,0 +1,102 @@
+"""``amoeba worker``: lease, evaluate and report until the experiment ends (SIGTERM releases the lease)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from cli.errors import UserError
+from cli.remote import ServerOpt, TlsCaOpt, TlsCertOpt, TlsKeyOpt, TlsNameOpt, TokenOpt, make_client, rpc_error_line
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+
+
+def _sleep_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    from worker.table import parse_sleep
+
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        numbers = [float(p) for p in parts]
+        return parse_sleep(numbers[0] if len(numbers) == 1 else numbers)
+    except ValueError as exc:
+        raise UserError(f"--sleep must be SECONDS or LOW,HIGH: {exc}") from None
+
+
+def worker(
+    server: ServerOpt = "127.0.0.1:50051",
+    experiment: Annotated[str | None, typer.Option(help="work on this experiment only (default: any running one, moving on as each ends)")] = None,
+    evaluator: Annotated[str, typer.Option(envvar="AMOEBA_EVALUATOR", help="table (NAS-Bench-201 look-up) or train (Flax)")] = "table",
+    data_dir: Annotated[str | None, typer.Option(envvar="AMOEBA_DATA_DIR", help="dataset folder (train evaluator)")] = None,
+    table: Annotated[str | None, typer.Option(help="NB201 table CSV (table evaluator; default: the shipped one)")] = None,
+    sleep: Annotated[str | None, typer.Option(help="table evaluator: pretend to train SECONDS or LOW,HIGH seconds each")] = None,
+    max_evaluations: Annotated[int | None, typer.Option(help="exit after this many evaluations")] = None,
+    give_up_after: Annotated[float, typer.Option(help="exit when the server stays unreachable this many seconds")] = 600.0,
+    token: TokenOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    tls_server_name: TlsNameOpt = None,
+    worker_id: Annotated[str | None, typer.Option(help="stable id (default: host-pid-random)")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON at exit")] = False,
+) -> None:
+    """Evaluate individuals for the orchestrator at --server until the work is done or SIGTERM."""
+    import grpc
+
+    from worker.evaluators import EVALUATORS, UnknownEvaluator, build_evaluator, fatal_errors
+    from worker.loop import Backoff, ServerUnreachable, Worker, WorkerConfig
+
+    if evaluator not in EVALUATORS:
+        raise UserError(f"unknown evaluator {evaluator!r}; expected one of {', '.join(EVALUATORS)}")
+    if max_evaluations is not None and max_evaluations < 1:
+        raise UserError("--max-evaluations must be >= 1")
+    if give_up_after <= 0:
+        raise UserError("--give-up-after must be > 0")
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise UserError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options: dict[str, Any] = {}
+    if evaluator == "table":
+        options = {"table": table, "sleep_s": _sleep_range(sleep)}
+    elif table or sleep:
+        raise UserError("--table and --sleep are options of the table evaluator")
+    try:
+        chosen = build_evaluator(evaluator, data_dir=data_dir, **options)
+    except UnknownEvaluator as exc:
+        raise UserError(str(exc)) from None
+    client = make_client(server, token, tls_ca, tls_cert, tls_key, tls_server_name)
+    config = WorkerConfig(
+        experiment=experiment, max_evaluations=max_evaluations, worker_id=worker_id or "",
+        backoff=Backoff(give_up_after_s=give_up_after),
+    )
+    loop = Worker(client, chosen, config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: loop.request_stop())
+    try:
+        summary = loop.run()
+    except grpc.RpcError as exc:
+        raise UserError(rpc_error_line(exc, server)) from None
+    except ServerUnreachable as exc:
+        raise UserError(str(exc)) from None
+    except fatal_errors(evaluator) as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        client.close()
+    if as_json:
+        print(json.dumps(summary.to_json(), sort_keys=True))
+    else:
+        print(
+            f"worker {summary.worker_id}: {summary.evaluated} evaluated, {summary.failed} failed, "
+            f"{summary.dropped} dropped, {summary.released} released ({summary.exit_reason})",
+            file=sys.stderr,
+        )
