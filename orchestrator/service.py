@@ -68,6 +68,15 @@ class _Context:
     objective: Objective
 
 
+@dataclass(frozen=True, slots=True)
+class _Population:
+    """An experiment's population after ``completed`` completions: members oldest first, seq -> row id."""
+
+    completed: int
+    members: tuple[Member, ...]
+    ids: dict[int, int]
+
+
 @dataclass(slots=True)
 class _Batch:
     """The writes of one use case against one experiment row, flushed once at the end."""
@@ -157,7 +166,7 @@ class OrchestratorServiceImpl:
         self._retry_after_s = retry_after_s
         self._contexts: dict[int, _Context] = {}
         self._genomes: dict[str, Any] = {}
-        self._populations: dict[int, tuple[int, tuple[tuple[int, Member], ...]]] = {}
+        self._populations: dict[int, _Population] = {}
         self._cache_lock = threading.Lock()
         self._local = threading.local()
 
@@ -213,23 +222,23 @@ class OrchestratorServiceImpl:
     def _after_commit(self, step: Callable[[], None]) -> None:
         self._local.post.append(step)
 
-    def _population(self, tx: StoreTx, ctx: _Context, exp_id: int, completed: int) -> tuple[tuple[int, Member], ...]:
-        """(individual id, member) of the population, oldest first.
+    def _population(self, tx: StoreTx, ctx: _Context, exp_id: int, completed: int) -> _Population:
+        """The population (oldest first) and its members' individual ids.
 
         The population changes only when an individual completes, and every completion bumps the
         experiment's ``completed`` counter (read under the experiment's lock), so a copy cached at the
         same count is exact, also when other processes write to the same database.
         """
         cached = self._populations.get(exp_id)
-        if cached is not None and cached[0] == completed:
-            return cached[1]
+        if cached is not None and cached.completed == completed:
+            return cached
         rows = tx.population(exp_id)
-        return tuple(zip((r.id for r in rows), self._members(ctx, rows), strict=True))
+        return _Population(completed, self._members(ctx, rows), {r.proposal_seq: r.id for r in rows})
 
-    def _remember_population(self, exp_id: int, completed: int, entries: tuple[tuple[int, Member], ...]) -> None:
+    def _remember_population(self, exp_id: int, population: _Population) -> None:
         def step() -> None:
             with self._cache_lock:
-                self._populations[exp_id] = (completed, entries)
+                self._populations[exp_id] = population
 
         self._after_commit(step)
 
@@ -361,18 +370,19 @@ class OrchestratorServiceImpl:
             return NoWork(False, self._retry_after_s, "every remaining individual is leased; ask again")
         seq = int(batch.get("proposals"))
         if population is None:
-            population = tuple(m for _, m in self._population(tx, ctx, exp.id, int(batch.get("completed"))))
+            population = self._population(tx, ctx, exp.id, int(batch.get("completed"))).members
         proposal = propose(ctx.config, ctx.space, ctx.mutation, population, seq)
         genome_json = canonical_json(proposal.genome.to_json())
+        fingerprint = proposal.genome.fingerprint
         seed = training_seed(spec.seed, seq)
         ind_id = tx.add_individual(NewIndividual(
             experiment_id=exp.id, proposal_seq=seq, genome_json=genome_json,
-            fingerprint=proposal.genome.fingerprint, parent_seq=proposal.parent_seq, mutation=proposal.mutation[:200],
+            fingerprint=fingerprint, parent_seq=proposal.parent_seq, mutation=proposal.mutation[:200],
             training_seed=seed, state="leased", created_at=now, attempts=1, lease_owner=worker.worker_id,
             lease_token=token, lease_deadline=deadline, leased_at=now,
         ))
         batch.bump("proposals")
-        batch.event("proposed", now, ind_id, seq, fingerprint=proposal.genome.fingerprint,
+        batch.event("proposed", now, ind_id, seq, fingerprint=fingerprint,
                     parent_seq=proposal.parent_seq, mutation=proposal.mutation)
         batch.event("leased", now, ind_id, seq, worker=worker.worker_id, attempt=1)
         return self._lease_value(ctx, exp, ind_id, seq, genome_json, token, deadline, 1, proposal.parent_seq,
@@ -481,20 +491,22 @@ class OrchestratorServiceImpl:
                   metrics: ReportedMetrics, common: dict[str, Any], now: float) -> tuple[Member, ...]:
         exp = batch.exp
         rank = int(batch.get("completed"))
-        entries = self._population(tx, ctx, exp.id, rank)
+        before = self._population(tx, ctx, exp.id, rank)
         member = Member(ind.proposal_seq, self._genome(ctx, ind.genome_json), fitness, metrics.accuracy,
                         metrics.latency_ms)
-        population, left = observe(ctx.config, tuple(m for _, m in entries), member)
-        ids = {m.seq: i for i, m in entries}
+        population, left = observe(ctx.config, before.members, member)
+        ids = dict(before.ids)
         ids[member.seq] = ind.id
-        self._remember_population(exp.id, rank + 1, tuple((ids[m.seq], m) for m in population))
+        if left is not None:
+            del ids[left.seq]
+        self._remember_population(exp.id, _Population(rank + 1, population, ids))
         best = batch.get("best_fitness")
         improved = best is None or fitness > best
         stays = left is None or left.seq != ind.proposal_seq
         tx.update_individual(ind.id, {**common, "state": "completed", "fitness": fitness, "completion_rank": rank,
                                       "in_population": stays, "improved": improved})
         if left is not None and left.seq != ind.proposal_seq:
-            tx.update_individual(ids[left.seq], {"in_population": False})
+            tx.update_individual(before.ids[left.seq], {"in_population": False})
         if improved:
             batch.changes.update(best_fitness=fitness, best_individual_id=ind.id)
         completed = batch.bump("completed")
