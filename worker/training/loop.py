@@ -1,7 +1,7 @@
 """The training loop: compile the steps ahead of time (timed apart), train over epochs, evaluate, classify failures.
 
 Failures become ``EvaluationFailed`` with a reason: a non-finite loss ("nan loss at step k", k counted
-from 1), out of memory (an XLA RESOURCE_EXHAUSTED error or a host MemoryError), bad data. The stop
+from 1, with " (inf)" appended for an infinite loss), out of memory (an XLA RESOURCE_EXHAUSTED error or a host MemoryError), bad data. The stop
 event is checked between steps and raises ``EvaluationCancelled``.
 """
 
@@ -162,5 +162,5 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
 def _checked(step: int, metrics: dict[str, jax.Array]) -> dict[str, float]:
     loss = float(metrics["loss"])
     if not math.isfinite(loss):
-        raise EvaluationFailed(f"{'nan' if math.isnan(loss) else 'inf'} loss at step {step}")
+        raise EvaluationFailed(f"nan loss at step {step}" + ("" if math.isnan(loss) else " (inf)"))
     return {"loss": loss, "accuracy": float(metrics["accuracy"])}
