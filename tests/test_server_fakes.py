@@ -38,6 +38,7 @@ class FakeService:
         self.calls: list[str] = []
         self.lease_timeout_s = lease_timeout_s
         self.block: threading.Event | None = None  # when set by a test, lease waits on it
+        self.entered = threading.Event()  # set when a lease call has reached the service
 
     def create_experiment(self, spec: ExperimentSpec) -> Experiment:
         if spec.population_size < 1:
@@ -59,6 +60,7 @@ class FakeService:
         return list(self.experiments.values())
 
     def lease(self, worker: WorkerInfo, experiment: str | None) -> Lease | NoWork:
+        self.entered.set()
         if self.block is not None:
             self.block.wait(10)
         with self.lock:
