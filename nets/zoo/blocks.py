@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -55,9 +54,3 @@ class Classifier(nn.Module):
 def relu6(x: jax.Array) -> jax.Array:
     return jnp.minimum(nn.relu(x), 6.0)
 
-
-def count_params(variables: Any) -> int:
-    """Trainable parameter count of a variables tree (the ``params`` collection; shapes suffice)."""
-    import math
-
-    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(variables.get("params", variables)))
