@@ -90,12 +90,13 @@ class ReadOnlyDatabase:
             raise StoreUnavailable(f"database unavailable: {' '.join(str(exc.orig).split())}") from None
 
     def front_points(self, experiment_id: int) -> list[FrontPoint]:
-        """Every completed individual with an accuracy and a latency, by proposal (one narrow scan)."""
+        """Every completed individual with an accuracy and a latency, in completion order (one narrow scan)."""
         stmt = (
             select(I.c.proposal_seq, I.c.fingerprint, I.c.accuracy, I.c.latency_ms)
-            .where(I.c.experiment_id == experiment_id, I.c.state == "completed", I.c.latency_ms.is_not(None),
+            # Completed rows are exactly those with a completion rank: that term walks the partial rank index.
+            .where(I.c.experiment_id == experiment_id, I.c.completion_rank.is_not(None), I.c.latency_ms.is_not(None),
                    I.c.accuracy.is_not(None))
-            .order_by(I.c.proposal_seq)
+            .order_by(I.c.completion_rank)
         )
         with self.connection() as conn:
             return [FrontPoint(int(s), f, float(a), float(lat)) for s, f, a, lat in conn.execute(stmt)]

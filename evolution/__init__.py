@@ -9,7 +9,7 @@ from evolution.algorithms import (
     propose,
 )
 from evolution.objectives import Objective, ObjectiveError, build_objective
-from evolution.replay import Completed, Failed, Proposed, ReplayMismatch, fold, verify
+from evolution.replay import Completed, Failed, Proposed, ReplayMismatch, Seeded, fold, verify
 from evolution.rng import rng_for
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Proposal",
     "Proposed",
     "ReplayMismatch",
+    "Seeded",
     "build_objective",
     "fold",
     "observe",

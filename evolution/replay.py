@@ -39,7 +39,19 @@ class Failed:
     event_seq: int = 0
 
 
-Event = Proposed | Completed | Failed
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    """A completed member copied into the population as is (a forked experiment starts with these)."""
+
+    seq: int
+    genome: Any
+    fitness: float
+    accuracy: float
+    latency_ms: float | None = None
+    event_seq: int = 0
+
+
+Event = Proposed | Completed | Failed | Seeded
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +117,10 @@ def fold(
                 continue
             member = Member(event.seq, proposal.genome, event.fitness, event.accuracy, event.latency_ms)
             population, _ = observe(config, population, member)
+            completed += 1
+        elif isinstance(event, Seeded):
+            seeded = Member(event.seq, event.genome, event.fitness, event.accuracy, event.latency_ms)
+            population, _ = observe(config, population, seeded)
             completed += 1
         else:
             failed += 1

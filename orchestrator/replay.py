@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from db.repository import ExperimentRecord, Store
-from evolution import Completed, EvolutionConfig, Failed, Proposed, ReplayMismatch, build_objective, fold
+from evolution import Completed, EvolutionConfig, Failed, Proposed, ReplayMismatch, Seeded, build_objective, fold
 from evolution.replay import Event
 from genome import GenomeError, get_space
 from mutations import Mutation, build_mutation
@@ -100,7 +100,7 @@ def replay_inputs(store: Store, name: str) -> tuple[ReplayInputs, list[str]]:
 
     Proposed events carry the fingerprint re-computed from the *stored genome* (so a tampered genome
     fails verification) and the stored parent; Completed events the logged objectives; final failures
-    and rejections are Failed. Also returns the problems found while reading (gaps, broken rows).
+    and rejections are Failed; a fork's seeded members are Seeded. Also returns the problems found while reading (gaps, broken rows).
     """
     exp = _experiment(store, name)
     spec = spec_from_json(exp.config_json)
@@ -128,6 +128,17 @@ def replay_inputs(store: Store, name: str) -> tuple[ReplayInputs, list[str]]:
             events.append(Completed(e.proposal_seq, data["fitness"], data["accuracy"], data.get("latency_ms"), e.seq))
         elif e.kind in ("failed", "rejected"):
             events.append(Failed(e.proposal_seq, e.seq))
+        elif e.kind == "seeded":
+            # A forked experiment's first members: copied with their objectives, genome in the event.
+            try:
+                genome = space.from_json(data["genome"])
+            except (GenomeError, KeyError, ValueError) as exc:
+                problems.append(f"event {e.seq}: seeded member {e.proposal_seq} has no readable genome ({exc})")
+                continue
+            fp, _parent = stored.get(e.proposal_seq, ("missing", None))
+            if genome.fingerprint != fp:
+                problems.append(f"event {e.seq}: seeded genome {genome.fingerprint} differs from the stored {fp}")
+            events.append(Seeded(e.proposal_seq, genome, data["fitness"], data["accuracy"], data.get("latency_ms"), e.seq))
     if expected_seq - 1 != exp.event_seq:
         problems.append(f"event log ends at {expected_seq - 1} but the experiment counts {exp.event_seq} events")
     with store.transaction() as tx:

@@ -1,0 +1,408 @@
+"""``amoeba up``: the main job on one machine: SQLite, an in-process orchestrator, local workers, live status.
+
+The orchestrator runs in this process (a background gRPC server on a free loopback port with a random
+token); each worker is an ``amoeba worker`` subprocess in this process group, so Ctrl-C on a terminal
+reaches all of them at once: workers release their leases, then the server stops. Running the same
+command again resumes the experiment of the same name.
+
+``--json`` prints one summary object on stdout at the end (progress then goes to stderr):
+``{"experiment", "state", "completed", "failed", "target", "evaluator", "workers", "resumed",
+"fallback", "elapsed_seconds", "database", "results_dir", "exports", "best"}`` where ``best`` is
+null or ``{"proposal_seq", "fingerprint", "fitness", "accuracy", "latency_ms", "summary", "genome"}``,
+``fallback`` is null or the one-line reason the table experiment ran instead of training, and
+``exports`` maps artifact names (``history_csv``, ``progress_png``, ...) to paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.errors import UserError
+
+DEFAULT_DB = "sqlite:///amoeba.db"
+DEFAULT_RESULTS = "amoeba-results"
+#: Where ``amoeba up`` fetches CIFAR-10 from (a mirror, or a closed port to rehearse the offline path).
+CIFAR_URL_ENV = "AMOEBA_CIFAR10_URL"
+#: Seconds a probe of the CIFAR-10 download may take before we call the machine offline.
+PROBE_TIMEOUT_S = 5.0
+#: Seconds workers get to release their leases after a stop request before they are killed.
+STOP_GRACE_S = 20.0
+TRAIN_CONFIGS = {"nasnet": "tiny", "nb201": "nb201-12ep"}
+TABLE_CONFIG = "nb201-table"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+
+
+# --- what to run -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The experiment to run and how: its validated spec, the evaluator, and why we fell back, if we did."""
+
+    spec: Any  # orchestrator.domain.ExperimentSpec
+    evaluator: str
+    fallback: str | None
+
+
+def _load_spec(config: str, name: str | None, evaluations: int | None) -> Any:
+    from configs import ConfigError, load_config
+    from orchestrator.config import parse_spec
+    from orchestrator.domain import InvalidArgument
+
+    try:
+        data = load_config(config)
+        if evaluations is not None:
+            data = {k: v for k, v in data.items() if k not in ("evaluations", "C")} | {"evaluations": evaluations}
+        return parse_spec(data, name=name)
+    except (ConfigError, InvalidArgument) as exc:
+        raise UserError(f"config {config}: {exc}") from None
+
+
+def cifar_available(data_dir: str | None, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when CIFAR-10 is in ``data_dir`` or the cache, or was just downloaded into the cache;
+    otherwise the reason it is not (one line)."""
+    from worker.training.data_cifar import locate_cifar10
+    from worker.training.errors import DataError, DatasetUnavailable
+
+    try:
+        locate_cifar10(data_dir, download=False, progress=False)
+        return None
+    except DatasetUnavailable:
+        pass
+    if data_dir:
+        return f"CIFAR-10 is not in {data_dir}"
+    try:
+        locate_cifar10(None, url=url, download=True, progress=sys.stderr.isatty(), timeout_s=timeout_s)
+        return None
+    except (DatasetUnavailable, DataError) as exc:
+        text = str(exc)
+        # The loader's message ends with advice for workers; keep only the cause for our one line.
+        cause = re.search(r"failed \((.*)\)", text)
+        return f"CIFAR-10 is not cached and cannot be downloaded from {url} ({cause.group(1) if cause else text})"
+
+
+def plan(config: str | None, space: str | None, evaluator: str | None, data_dir: str | None,
+         evaluations: int | None, name: str | None, cifar_url: str) -> Plan:
+    """Pick the config and evaluator; with pure defaults and no CIFAR-10, the NB201 table experiment."""
+    if space is not None and space not in TRAIN_CONFIGS:
+        raise UserError(f"--space must be nasnet or nb201, got {space!r}")
+    if evaluator is not None and evaluator not in ("train", "table"):
+        raise UserError(f"--evaluator must be train or table, got {evaluator!r}")
+    if evaluator == "table" and space == "nasnet":
+        raise UserError("the table evaluator only knows NAS-Bench-201 cells: use --space nb201 or --evaluator train")
+    if evaluator == "table" and data_dir:
+        raise UserError("--data-dir is an option of the train evaluator")
+    if config is not None:
+        spec = _load_spec(config, name, evaluations)
+        if space is not None and space != spec.space:
+            raise UserError(f"config {config} searches the {spec.space} space, not {space} (drop --space or pick another config)")
+        chosen = evaluator or ("table" if "table" in spec.training else "train")
+        if chosen == "table" and spec.space != "nb201":
+            raise UserError(f"config {config} searches the {spec.space} space; the table evaluator only knows nb201")
+        if chosen == "train":
+            missing = cifar_available(data_dir, cifar_url) if spec.training.get("dataset", "cifar10") == "cifar10" else None
+            if missing:
+                raise UserError(f"{missing}: put cifar-10-python.tar.gz in --data-dir DIR or the cache")
+        return Plan(spec, chosen, None)
+    if evaluator == "table":
+        return Plan(_load_spec(TABLE_CONFIG, name, evaluations), "table", None)
+    missing = cifar_available(data_dir, cifar_url)
+    if missing is None:
+        return Plan(_load_spec(TRAIN_CONFIGS[space or "nasnet"], name, evaluations), "train", None)
+    if evaluator == "train" or data_dir or space == "nasnet":
+        raise UserError(f"{missing}: put cifar-10-python.tar.gz in --data-dir DIR or the cache")
+    return Plan(_load_spec(TABLE_CONFIG, name, evaluations), "table", missing)
+
+
+def local_accelerators() -> list[dict[str, str]]:
+    """One environment per local accelerator for a worker to see only that one; [] when there is none.
+
+    Counted from device files (no JAX import here: the orchestrator must not pay for it). GPUs honour
+    ``CUDA_VISIBLE_DEVICES``.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    else:
+        gpus = sorted((p.name[len("nvidia"):] for p in Path("/dev").glob("nvidia[0-9]*")), key=int)
+    if gpus:
+        return [{"CUDA_VISIBLE_DEVICES": g} for g in gpus]
+    chips = sorted(Path("/dev").glob("accel[0-9]*"))
+    return [
+        {"TPU_VISIBLE_CHIPS": str(i), "TPU_CHIPS_PER_PROCESS_BOUNDS": "1,1,1", "TPU_PROCESS_BOUNDS": "1,1,1",
+         "TPU_PROCESS_PORT": str(8476 + i), "TPU_PROCESS_ADDRESSES": f"localhost:{8476 + i}"}
+        for i in range(len(chips))
+    ]
+
+
+# --- running it --------------------------------------------------------------------------------------
+
+
+class _Workers:
+    """The worker subprocesses: started with the server's address and token, stopped with SIGTERM."""
+
+    def __init__(self, server: str, token: str, experiment: str, evaluator: str, data_dir: str | None,
+                 envs: list[dict[str, str]], log_dir: Path) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.logs = [log_dir / f"worker-{i}.log" for i in range(len(envs))]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for i, extra in enumerate(envs):
+            cmd = [sys.executable, "-m", "cli.main", "worker", "--server", server, "--experiment", experiment,
+                   "--evaluator", evaluator, "--worker-id", f"up-{os.getpid()}-{i}", "--log-level", "WARNING",
+                   "--give-up-after", "60"]
+            if data_dir:
+                cmd += ["--data-dir", data_dir]
+            # The token goes through the environment: argv is visible to every user of the machine.
+            env = {**os.environ, **extra, "AMOEBA_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+            with self.logs[i].open("ab") as log:
+                self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env))
+
+    def alive(self) -> int:
+        return sum(p.poll() is None for p in self.procs)
+
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM (a worker then releases its lease and exits), SIGKILL whoever is left after ``grace_s``."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        self.wait(grace_s)
+
+    def wait(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for p in self.procs:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def last_error(self) -> str:
+        """The last line a worker wrote (what made it exit), for a one-line error."""
+        for log in self.logs:
+            lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.exists() else []
+            if lines:
+                return f"{lines[-1].strip()} (log: {log})"
+        return "no output"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    from db.engine import normalize_url
+
+    u = make_url(normalize_url(url))
+    return Path(u.database).resolve() if u.get_backend_name() == "sqlite" and u.database else None
+
+
+def _existing_or_new(service: Any, spec: Any) -> tuple[Any, bool]:
+    """The experiment of ``spec.name``: resumed when its stored config is the same, created when absent."""
+    from orchestrator.config import spec_to_dict
+    from orchestrator.domain import DomainError, NotFound
+
+    try:
+        exp = service.get_experiment(spec.name)
+    except NotFound:
+        try:
+            return service.create_experiment(spec), False
+        except DomainError as exc:
+            raise UserError(str(exc)) from None
+    stored, asked = spec_to_dict(exp.spec), spec_to_dict(spec)
+    if stored != asked:
+        diff = ", ".join(f"{k} {stored[k]!r} -> {asked[k]!r}" for k in stored if stored[k] != asked[k])
+        raise UserError(f"experiment {spec.name!r} exists with another config ({diff}); "
+                        f"resume it with the same options, or pass --name NEW")
+    return exp, True
+
+
+def _export(service: Any, name: str, out_dir: Path) -> dict[str, str]:
+    from dataclasses import asdict
+
+    from ui.export import export_experiment
+
+    exp = service.get_experiment(name)
+    records: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        page = service.list_individuals(name, 10_000, token, None)
+        records.extend(asdict(i) for i in page.individuals)
+        token = page.next_page_token
+        if not token:
+            break
+    return export_experiment(records, out_dir, population_size=exp.spec.population_size,
+                             algorithm=exp.spec.algorithm, created_at=exp.created_at, name=name)
+
+
+def _summary(service: Any, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+    best = status.get("best")
+    if not best:
+        return None
+    page = service.list_individuals(name, 1, str(int(best["proposal_seq"]) - 1), None)
+    genome = page.individuals[0].genome if page.individuals else None
+    return {k: best.get(k) for k in ("proposal_seq", "fingerprint", "fitness", "accuracy", "latency_ms", "summary")} | {
+        "genome": genome}
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def up(
+    config: Annotated[str | None, typer.Option(help="shipped config name (tiny, nb201-table, amoebanet-search, ...) or a YAML/JSON file")] = None,
+    evaluations: Annotated[int | None, typer.Option(help="C: completed evaluations to run (overrides the config)")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: one per local accelerator, one when none)")] = None,
+    space: Annotated[str | None, typer.Option(help="nasnet or nb201: picks the default config of that space")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="train (Flax on CIFAR-10) or table (NAS-Bench-201 look-up)")] = None,
+    data_dir: Annotated[str | None, typer.Option(envvar="AMOEBA_DATA_DIR", help="folder holding cifar-10-python.tar.gz (default: the cache)")] = None,
+    db_url: Annotated[str, typer.Option("--db", help="database URL or SQLite file (migrated automatically)")] = DEFAULT_DB,
+    name: Annotated[str | None, typer.Option(help="experiment name (default: the config's); the same name resumes")] = None,
+    results: Annotated[str, typer.Option(help="folder for worker logs and the final exports (a subfolder per experiment)")] = DEFAULT_RESULTS,
+    interval: Annotated[float, typer.Option(help="seconds between status refreshes")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="progress on stderr, one JSON summary on stdout")] = False,
+) -> None:
+    """Run an experiment on this machine until it completes: database, orchestrator, workers, live status."""
+    from rich.console import Console
+
+    if evaluations is not None and evaluations < 1:
+        raise UserError("--evaluations must be >= 1")
+    if workers is not None and not 1 <= workers <= 256:
+        raise UserError("--workers must be between 1 and 256")
+    if interval <= 0:
+        raise UserError("--interval must be > 0")
+    if data_dir and not Path(data_dir).is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a folder")
+    console = Console(stderr=as_json)
+    err = Console(stderr=True)
+    chosen = plan(config, space, evaluator, data_dir, evaluations, name,
+                  os.environ.get(CIFAR_URL_ENV) or _default_cifar_url())
+    if chosen.fallback:
+        from worker.training.data_cifar import default_cifar_cache
+
+        err.print(f"amoeba: {chosen.fallback}; running the NAS-Bench-201 table experiment instead (no training). "
+                  f"To train for real: put cifar-10-python.tar.gz in {default_cifar_cache()} (or pass --data-dir DIR) "
+                  f"and run `amoeba up --evaluator train`.", markup=False, highlight=False, soft_wrap=True)
+    from db import StoreError, upgrade
+    from orchestrator.service import open_service
+
+    try:
+        upgrade(db_url)
+        service = open_service(db_url)
+    except (StoreError, ValueError) as exc:
+        raise UserError(f"cannot open database {db_url}: {exc}") from None
+    try:
+        _run(service, chosen, workers, data_dir, db_url, Path(results), interval, as_json, console, err)
+    finally:
+        service.store.close()
+
+
+def _default_cifar_url() -> str:
+    from worker.training.data_cifar import CIFAR10_URL
+
+    return CIFAR10_URL
+
+
+def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None, db_url: str, results: Path,
+         interval: float, as_json: bool, console: Any, err: Any) -> None:
+    from orchestrator.server import ServerConfig, start
+    from ui.live import finished, follow
+
+    spec = chosen.spec
+    started = time.monotonic()
+    exp, resumed = _existing_or_new(service, spec)
+    where = _sqlite_path(db_url)
+    shown_db = str(where) if where is not None else db_url
+    verb = "resuming" if resumed else "created"
+    err.print(f"amoeba up: {verb} experiment {spec.name} ({spec.space}, {spec.algorithm}, P={spec.population_size}, "
+              f"S={spec.sample_size}, C={spec.evaluations}, evaluator {chosen.evaluator}) in {shown_db}",
+              markup=False, highlight=False, soft_wrap=True)
+    out_dir = results / spec.name
+    envs: list[dict[str, str]] = []
+    if exp.state != "done":
+        accel = local_accelerators() if chosen.evaluator == "train" else []
+        count = n_workers or max(1, len(accel))
+        # More workers than accelerators share them round-robin; with none, every worker uses the CPU.
+        envs = [accel[i % len(accel)] if accel else {} for i in range(count)]
+    token = secrets.token_hex(16)
+    server = start(service, ServerConfig(host="127.0.0.1", port=0, token=token, grace_s=5.0)) if envs else None
+    pool: _Workers | None = None
+    interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if server is not None:
+            pool = _Workers(server.address, token, spec.name, chosen.evaluator, data_dir, envs, out_dir)
+            err.print(f"orchestrator on {server.address}; {len(envs)} worker(s), logs in {out_dir}/worker-*.log",
+                      markup=False, highlight=False, soft_wrap=True)
+
+        def stop(doc: Any) -> bool:
+            return finished(doc) or (pool is not None and pool.alive() == 0)
+
+        status = dict(follow(lambda: service.status(spec.name), console=console, interval=interval, stop=stop))
+        if not finished(status):
+            assert pool is not None
+            raise UserError(f"every worker exited before {spec.name} finished "
+                            f"({status['completed']}/{status['target']}): {pool.last_error()}")
+        if pool is not None:
+            pool.wait(STOP_GRACE_S)  # they see the experiment is done and exit on their own
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        # Ignore a second Ctrl-C while the workers hand their leases back through the server.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if pool is not None:
+                pool.stop(STOP_GRACE_S)
+            if server is not None:
+                server.stop()
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous)
+    if interrupted:
+        status = service.status(spec.name)
+        err.print(f"amoeba up: stopped {spec.name} at {status['completed']}/{status['target']} evaluations; "
+                  f"run the same command to resume", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    exports = _export(service, spec.name, out_dir)
+    best = _summary(service, spec.name, status)
+    doc = {
+        "experiment": spec.name, "state": status["state"], "completed": status["completed"],
+        "failed": status["failed"], "target": status["target"], "evaluator": chosen.evaluator,
+        "workers": len(envs), "resumed": resumed, "fallback": chosen.fallback,
+        "elapsed_seconds": round(time.monotonic() - started, 3), "database": shown_db,
+        "results_dir": str(out_dir), "exports": exports, "best": best,
+    }
+    if as_json:
+        print(json.dumps(doc, sort_keys=True))
+        return
+    lines = [f"{spec.name} {status['state']}: {status['completed']}/{status['target']} evaluations, "
+             f"{status['failed']} failed, {doc['elapsed_seconds']:.1f}s"]
+    if best is not None:
+        lines.append(f"best: proposal {best['proposal_seq']} ({best['fingerprint']}), fitness {_fmt(best['fitness'])}, "
+                     f"accuracy {_fmt(best['accuracy'])}, latency {_fmt(best['latency_ms'])} ms")
+        lines.append(f"  {best['summary']}")
+    lines.append(f"results: database {shown_db} (experiment {spec.name}); exports in {out_dir}/ "
+                 f"(history, lineage, population as CSV and JSON; progress.png, front.png)")
+    db_arg = shown_db if where is not None else db_url
+    lines.append(f"next: amoeba status --db {db_arg} --experiment {spec.name}; "
+                 f"amoeba replay --db {db_arg} --experiment {spec.name} --verify")
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    # SIGTERM stops `amoeba up` the way Ctrl-C does (and under the same clean-up).
+    raise KeyboardInterrupt
