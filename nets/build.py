@@ -22,7 +22,7 @@ import numpy as np
 from genome.base import Genome
 from genome.nasnet import CELL_KINDS, NASNetGenome, validate_cell
 from genome.nb201 import NB201Genome
-from nets.layers import BN_MOMENTUM, Conv, DepthwiseConv
+from nets.layers import BN_MOMENTUM, Conv, DepthwiseConv, conv_impl
 from nets.nasnet import NASNet
 from nets.nb201 import NB201_BN_MOMENTUM, NB201Net
 
@@ -150,7 +150,7 @@ def model_stats(
         return out
 
     x = jax.ShapeDtypeStruct(shape, jnp.float32)
-    with nn.intercept_methods(record):
+    with nn.intercept_methods(record), conv_impl("xla"):
         variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
     return ModelStats(params=count_params(variables), mult_adds=sum(macs), layers=len(macs))
 

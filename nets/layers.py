@@ -7,6 +7,9 @@ the compute dtype (bfloat16 on accelerators). Convolutions have no bias, as in t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -20,6 +23,21 @@ BN_MOMENTUM = 0.9997
 BN_EPSILON = 1e-3
 
 Dtype = Any
+_CONV_IMPL: contextvars.ContextVar[Any] = contextvars.ContextVar("conv_impl", default=None)
+
+
+@contextlib.contextmanager
+def conv_impl(impl: str | None) -> Iterator[None]:
+    """Trace the layers with this ``nets.fastconv`` implementation ("xla", "fast", None = its default).
+
+    Used where only shapes matter (counting): XLA's single convolution op traces far faster than the
+    fast path's many small ops, and the shapes are identical.
+    """
+    token = _CONV_IMPL.set(impl)
+    try:
+        yield
+    finally:
+        _CONV_IMPL.reset(token)
 _kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
 
 
@@ -39,7 +57,7 @@ class Conv(nn.Module):
         kernel = self.param("kernel", _kernel_init, shape, jnp.float32)
         return fastconv.conv2d(
             x.astype(self.dtype), kernel.astype(self.dtype),
-            strides=self.strides, padding=self.padding, dilation=self.dilation,
+            strides=self.strides, padding=self.padding, dilation=self.dilation, impl=_CONV_IMPL.get(),
         )
 
 
@@ -58,7 +76,7 @@ class DepthwiseConv(nn.Module):
                                                                        in_axis=(0, 1), out_axis=3), shape, jnp.float32)
         return fastconv.depthwise_conv2d(
             x.astype(self.dtype), kernel.astype(self.dtype),
-            strides=self.strides, padding="SAME", dilation=self.dilation,
+            strides=self.strides, padding="SAME", dilation=self.dilation, impl=_CONV_IMPL.get(),
         )
 
 

@@ -1,0 +1,82 @@
+"""Model fidelity: op table coverage, published parameter / multiply-add counts, the model-info command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genome import NASNET_OPS, load_named_genome, parse_genome
+from genome.reference import PUBLISHED
+from nets.build import count_params, model_stats
+from nets.ops import OPS
+
+
+def test_op_table_covers_exactly_the_genome_ops() -> None:
+    assert sorted(OPS) == sorted(NASNET_OPS)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("amoebanet-a", "cifar10"), ("amoebanet-a", "cifar10_small"), ("nasnet-a", "cifar10")]
+)
+def test_cifar_parameter_counts_match_the_papers(name: str, key: str) -> None:
+    ref = PUBLISHED[name][key]
+    stats = model_stats(load_named_genome(name), ref["N"], ref["F"], "cifar10")
+    assert stats.params == pytest.approx(ref["params_M"] * 1e6, rel=0.10)
+
+
+def test_imagenet_amoebanet_a_matches_params_and_mult_adds() -> None:
+    ref = PUBLISHED["amoebanet-a"]["imagenet"]
+    # The paper's ImageNet figures are for 331x331 inputs and the reference's 1001 classes.
+    stats = model_stats(load_named_genome("amoebanet-a"), ref["N"], ref["F"], "imagenet", image_size=331,
+                        num_classes=1001)
+    assert stats.params == pytest.approx(ref["params_M"] * 1e6, rel=0.10)
+    assert stats.mult_adds == pytest.approx(ref["mult_adds_B"] * 1e9, rel=0.10)
+
+
+def test_nb201_largest_cell_has_the_benchmarks_parameter_count() -> None:
+    # NAS-Bench-201's all-3x3-conv cell is its largest network: 1.53 M parameters on CIFAR-10.
+    genome = parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    assert model_stats(genome, 5, 16).params == pytest.approx(1.53e6, rel=0.01)
+    empty = parse_genome("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    stats = model_stats(empty, 5, 16)
+    # Only the stem, the two residual blocks and the head remain.
+    assert stats.params < 0.1e6 and stats.layers == 1 + 2 * 3 + 1
+
+
+def test_count_params_counts_only_trainable_params() -> None:
+    import numpy as np
+
+    variables = {"params": {"a": {"kernel": np.zeros((3, 3, 4, 8))}, "b": np.zeros(5)},
+                 "batch_stats": {"mean": np.zeros(100)}}
+    assert count_params(variables) == 3 * 3 * 4 * 8 + 5
+
+
+def test_model_info_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["model-info", "--genome", "nasnet-a", "--cells", "2", "--filters", "8", "--json"])
+    assert exit_info.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    expected = model_stats(load_named_genome("nasnet-a"), 2, 8)
+    assert (doc["params"], doc["mult_adds"], doc["layers"]) == (expected.params, expected.mult_adds, expected.layers)
+    assert doc["space"] == "nasnet" and doc["image_size"] == 32
+
+
+def test_model_info_reads_a_genome_file_and_rejects_bad_input(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({"space": "nb201", "arch": "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|"}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["model-info", "--genome", str(path), "--cells", "1", "--filters", "4", "--json"])
+    assert exit_info.value.code == 0
+    assert json.loads(capsys.readouterr().out)["space"] == "nb201"
+    for argv in (["--genome", "no-such-genome"], ["--genome", "nasnet-a", "--dataset", "mnist"],
+                 ["--genome", "nasnet-a", "--cells", "0"], ["--genome", "nasnet-a", "--image-size", "2"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["model-info", *argv])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("amoeba: error:") and err.count("\n") == 1
