@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -51,7 +52,8 @@ class TrainEvaluator:
 
     Options: ``cache_dir`` (data and compilation cache root; default ``$AMOEBA_CACHE`` or
     ``~/.cache/amoeba``), ``compilation_cache`` (True: ``<cache_dir>/jax``; a path; or False),
-    ``download`` (fetch CIFAR-10 when missing), ``cifar_url``/``cifar_md5`` (the download source),
+    ``download`` (fetch CIFAR-10 when missing), ``cifar_url``/``cifar_md5`` (the download source;
+    default ``$AMOEBA_CIFAR10_URL``/``$AMOEBA_CIFAR10_MD5`` or the official archive),
     ``progress`` (download progress bar), ``default_preset`` (when the experiment names none),
     ``latency`` (also report the simulated Edge TPU latency), ``decode_workers`` (ImageNet).
 
@@ -68,8 +70,8 @@ class TrainEvaluator:
         cache_dir: str | Path | None = None,
         compilation_cache: bool | str | Path = True,
         download: bool = True,
-        cifar_url: str = CIFAR10_URL,
-        cifar_md5: str = CIFAR10_MD5,
+        cifar_url: str | None = None,
+        cifar_md5: str | None = None,
         progress: bool = True,
         default_preset: str = DEFAULT_PRESET,
         latency: bool = True,
@@ -78,8 +80,8 @@ class TrainEvaluator:
         self.data_dir = data_dir
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
         self.download = download
-        self.cifar_url = cifar_url
-        self.cifar_md5 = cifar_md5
+        self.cifar_url = cifar_url or os.environ.get("AMOEBA_CIFAR10_URL") or CIFAR10_URL
+        self.cifar_md5 = cifar_md5 or os.environ.get("AMOEBA_CIFAR10_MD5") or CIFAR10_MD5
         self.progress = progress
         self.latency = latency
         self.decode_workers = decode_workers

@@ -1,0 +1,89 @@
+"""TrainEvaluator end to end: a work item in, real training of the genome's network on the CIFAR fixture, metrics out."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from genome import get_space, parse_genome
+from tests.fixtures_data import write_cifar_archive
+from worker.evaluator import EvaluationFailed, Metrics, WorkItem
+from worker.evaluators import build_evaluator
+from worker.training.errors import DatasetUnavailable
+from worker.training.evaluator import TrainEvaluator, short_seed
+
+NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+#: The NB201 skeleton with one cell per stage: the cheapest real network to compile on two CPU cores.
+SMALL = {"preset": "tiny", "cells": 1, "epochs": 3}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    write_cifar_archive(folder, per_batch=120, test_size=10)
+    return folder
+
+
+def item(genome: dict[str, object], training: dict[str, object], seed: int = 7) -> WorkItem:
+    return WorkItem(experiment="t", individual_id=1, proposal_seq=0, space=str(genome["space"]), genome=genome,
+                    seed=seed, training=training)
+
+
+def test_evaluate_trains_the_genome_and_reports_every_metric(data_dir: Path, tmp_path: Path) -> None:
+    evaluator = build_evaluator("train", data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"),
+                                download=False)
+    assert isinstance(evaluator, TrainEvaluator) and evaluator.name == "train"
+    assert evaluator.compilation_cache_dir == tmp_path / "cache" / "jax"
+    genome = {"space": "nb201", "arch": NB201_ARCH}
+    metrics = evaluator.evaluate(item(genome, SMALL), threading.Event())
+    assert isinstance(metrics, Metrics)
+    assert metrics.accuracy > 0.3  # 10 classes: chance is 0.1
+    assert metrics.params is not None and metrics.params > 1000
+    assert metrics.mult_adds is not None and metrics.mult_adds > metrics.params
+    assert metrics.compile_seconds > 0 and metrics.train_seconds > 0
+    assert metrics.latency_ms is not None and metrics.latency_ms > 0
+    assert metrics.extra["steps"] == 3 * (512 // 32)
+    from nets.build import model_stats
+
+    stats = model_stats(parse_genome(genome), 1, 8, image_size=16)
+    assert (metrics.params, metrics.mult_adds) == (stats.params, stats.mult_adds)
+    # The persistent compilation cache received the compiled steps (other workers on the host reuse them).
+    assert any((tmp_path / "cache" / "jax").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("genome", "training", "reason"),
+    [
+        ({"space": "nb201", "arch": NB201_ARCH}, {"preset": "nope"}, "bad training settings: unknown training preset"),
+        ({"space": "nb201", "arch": NB201_ARCH}, {"preset": "tiny", "epochs": -1}, "bad training settings: .*epochs"),
+        ({"space": "nb201", "arch": "|bogus~0|"}, {"preset": "tiny"}, "bad genome: "),
+        ({"space": "nb201", "arch": NB201_ARCH}, {"preset": "tiny", "num_classes": 100}, "bad data: CIFAR-10 has 10"),
+    ],
+)
+def test_bad_items_fail_with_the_reason(data_dir: Path, genome: dict[str, object], training: dict[str, object],
+                                        reason: str) -> None:
+    evaluator = TrainEvaluator(str(data_dir), compilation_cache=False, download=False)
+    with pytest.raises(EvaluationFailed, match=f"^{reason}"):
+        evaluator.evaluate(item(genome, training), threading.Event())
+
+
+def test_missing_dataset_is_fatal_not_a_failed_individual(tmp_path: Path) -> None:
+    evaluator = TrainEvaluator(str(tmp_path / "empty"), cache_dir=tmp_path / "cache", compilation_cache=False,
+                               download=False)
+    genome = get_space("nasnet").sample(random.Random(0)).to_json()
+    with pytest.raises(DatasetUnavailable, match=r"put cifar-10-python\.tar\.gz"):
+        evaluator.evaluate(item(genome, {"preset": "tiny"}), threading.Event())
+
+
+def test_default_preset_is_checked_at_start_up() -> None:
+    with pytest.raises(ValueError, match="unknown training preset"):
+        TrainEvaluator(None, compilation_cache=False, default_preset="fast")
+
+
+def test_seeds_fold_into_31_bits() -> None:
+    assert short_seed(0) == 0
+    assert 0 <= short_seed(2**63 - 1) < 2**31
+    assert short_seed(5) != short_seed(5 + 2**40)
