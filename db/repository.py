@@ -13,7 +13,8 @@ Contract shared by every backend (the in-memory fake, SQLite and PostgreSQL; one
   an experiment (population: the in_population rows; expiry and claims: an index range with a limit).
 - Errors: ``DuplicateName`` (experiment name taken), ``StoreUnavailable`` (cannot reach the database),
   ``SchemaOutOfDate`` (the database is not at the code's migration head). Unknown ids are not errors:
-  getters return None and updates of a missing row raise ``KeyError``.
+  getters return None and updates of a missing row raise ``KeyError``. A ``ValueError`` for a taken
+  unique key ends the transaction's usefulness (PostgreSQL aborts it): let it propagate.
 """
 
 from __future__ import annotations

@@ -196,10 +196,10 @@ class SqlTx:
     def add_individual(self, new: NewIndividual) -> int:
         values = {name: getattr(new, name) for name in _NEW[:-2]}
         values.update(in_population=False, improved=False)
+        # No savepoint around it: a duplicate ends the use case, and the whole transaction rolls back.
         try:
-            with self._c.begin_nested() if self._pg else nullcontext():
-                self._cur.execute(self._sql["add_individual"], values)
-                return int(self._cur.fetchone()[0])
+            self._cur.execute(self._sql["add_individual"], values)
+            return int(self._cur.fetchone()[0])
         except (IntegrityError, *_DRIVER_INTEGRITY):
             raise ValueError(f"proposal {new.proposal_seq} of experiment {new.experiment_id} exists already") from None
 
@@ -269,8 +269,7 @@ class SqlTx:
         if not events:
             return
         try:
-            with self._c.begin_nested() if self._pg else nullcontext():
-                self._cur.executemany(self._sql["add_events"], [{name: getattr(e, name) for name in _EVENT} for e in events])
+            self._cur.executemany(self._sql["add_events"], [{name: getattr(e, name) for name in _EVENT} for e in events])
         except (IntegrityError, *_DRIVER_INTEGRITY):
             raise ValueError("event sequence number taken") from None
 
