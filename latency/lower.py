@@ -214,7 +214,8 @@ def _cell(net: _Net, name: str, cell: Cell, h_prev: int, h_prevprev: int, filter
     """One NASNet cell, replayed from a template when an identical cell (same genome cell, input shapes and
     filters) was lowered before, here or for another genome: the N cells of a stack repeat layer for layer, so only names and input
     references change. This keeps lowering a genome within a few milliseconds."""
-    key = (cell, reduction, net.shape(h_prev), net.shape(h_prevprev), filters)
+    # Whether both inputs are one tensor (the first cell reads the stem twice) changes the wiring.
+    key = (cell, reduction, net.shape(h_prev), net.shape(h_prevprev), filters, h_prev == h_prevprev)
     template = _TEMPLATES.get(key)
     if template is None:
         start = len(net.b.layers)
