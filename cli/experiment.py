@@ -206,3 +206,48 @@ def show(
     if isinstance(best, dict):
         print(f"  best: fitness {best.get('fitness')} (proposal {best.get('proposal_seq')}) {best.get('summary', '')}")
     print(f"  training: {json.dumps(exp.spec.training, sort_keys=True)}")
+
+
+@experiment_app.command("fork")
+def fork(
+    source: Annotated[str, typer.Option("--from", help="the experiment to fork")],
+    at: Annotated[int, typer.Option("--at", help="event number whose population the fork starts from")],
+    name: Annotated[str | None, typer.Option(help="the fork's name (default: SOURCE-atSEQ)")] = None,
+    population: Annotated[int | None, typer.Option(help="P of the fork (default: the source's); keeps the P youngest members")] = None,
+    sample: Annotated[int | None, typer.Option(help="S of the fork (default: the source's)")] = None,
+    evaluations: Annotated[int | None, typer.Option(help="new evaluations to run (default: what the source had left at SEQ)")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of the fork's proposals (default: the source's)")] = None,
+    db_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue an experiment from its state at event SEQ as a new experiment (e.g. with another P or S).
+
+    JSON: ``{"name", "id", "source", "at", "seeded": [source proposal numbers], "target", "spec"}``.
+    """
+    from db import SchemaOutOfDate, StoreError, open_store
+    from orchestrator.domain import DomainError
+    from orchestrator.fork import ForkRequest, fork_experiment
+
+    for flag, value in (("--population", population), ("--sample", sample), ("--evaluations", evaluations)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    url = db_url or DEFAULT_DB
+    try:
+        store = open_store(url)
+    except SchemaOutOfDate as exc:
+        raise UserError(str(exc)) from None
+    except (StoreError, ValueError) as exc:
+        raise UserError(f"cannot open database {url}: {exc}") from None
+    try:
+        result = fork_experiment(store, ForkRequest(source, at, name, population, sample, evaluations, seed))
+    except (DomainError, StoreError) as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(result.to_json(), sort_keys=True))
+        return
+    s = result.spec
+    print(f"forked {result.source} at event {result.at} into {result.name}: {len(result.seeded)} members seeded, "
+          f"P={s.population_size} S={s.sample_size} seed {s.seed}, target {s.evaluations} completions "
+          f"({s.evaluations - len(result.seeded)} new); run it with `amoeba up --db {url} --name {result.name}`")

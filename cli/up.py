@@ -96,6 +96,16 @@ def cifar_available(data_dir: str | None, url: str, timeout_s: float = PROBE_TIM
         return f"CIFAR-10 is not cached and cannot be downloaded from {url} ({cause.group(1) if cause else text})"
 
 
+def _dataset(spec: Any) -> str:
+    """The dataset the experiment trains on (its preset's unless overridden); a bad setting is one line."""
+    from worker.training.presets import TrainingConfigError, resolve_training
+
+    try:
+        return str(resolve_training(spec.training).dataset)
+    except TrainingConfigError as exc:
+        raise UserError(f"experiment {spec.name}: {exc}") from None
+
+
 def plan(config: str | None, space: str | None, evaluator: str | None, data_dir: str | None,
          evaluations: int | None, name: str | None, cifar_url: str) -> Plan:
     """Pick the config and evaluator; with pure defaults and no CIFAR-10, the NB201 table experiment."""
@@ -115,7 +125,7 @@ def plan(config: str | None, space: str | None, evaluator: str | None, data_dir:
         if chosen == "table" and spec.space != "nb201":
             raise UserError(f"config {config} searches the {spec.space} space; the table evaluator only knows nb201")
         if chosen == "train":
-            missing = cifar_available(data_dir, cifar_url) if spec.training.get("dataset", "cifar10") == "cifar10" else None
+            missing = cifar_available(data_dir, cifar_url) if _dataset(spec) == "cifar10" else None
             if missing:
                 raise UserError(f"{missing}: put cifar-10-python.tar.gz in --data-dir DIR or the cache")
         return Plan(spec, chosen, None)
@@ -287,14 +297,6 @@ def up(
         raise UserError(f"--data-dir {data_dir} is not a folder")
     console = Console(stderr=as_json)
     err = Console(stderr=True)
-    chosen = plan(config, space, evaluator, data_dir, evaluations, name,
-                  os.environ.get(CIFAR_URL_ENV) or _default_cifar_url())
-    if chosen.fallback:
-        from worker.training.data_cifar import default_cifar_cache
-
-        err.print(f"amoeba: {chosen.fallback}; running the NAS-Bench-201 table experiment instead (no training). "
-                  f"To train for real: put cifar-10-python.tar.gz in {default_cifar_cache()} (or pass --data-dir DIR) "
-                  f"and run `amoeba up --evaluator train`.", markup=False, highlight=False, soft_wrap=True)
     from db import StoreError, upgrade
     from orchestrator.service import open_service
 
@@ -304,9 +306,47 @@ def up(
     except (StoreError, ValueError) as exc:
         raise UserError(f"cannot open database {db_url}: {exc}") from None
     try:
+        cifar_url = os.environ.get(CIFAR_URL_ENV) or _default_cifar_url()
+        stored = _stored_spec(service, name) if config is None and space is None and evaluations is None else None
+        if stored is not None:
+            chosen = resume_plan(stored, evaluator, data_dir, cifar_url)
+        else:
+            chosen = plan(config, space, evaluator, data_dir, evaluations, name, cifar_url)
+        if chosen.fallback:
+            from worker.training.data_cifar import default_cifar_cache
+
+            err.print(f"amoeba: {chosen.fallback}; running the NAS-Bench-201 table experiment instead (no training). "
+                      f"To train for real: put cifar-10-python.tar.gz in {default_cifar_cache()} (or pass --data-dir DIR) "
+                      f"and run `amoeba up --evaluator train`.", markup=False, highlight=False, soft_wrap=True)
         _run(service, chosen, workers, data_dir, db_url, Path(results), interval, as_json, console, err)
     finally:
         service.store.close()
+
+
+def _stored_spec(service: Any, name: str | None) -> Any:
+    """The stored spec of experiment ``name`` (``amoeba up --name X`` continues X as it is), else None."""
+    from orchestrator.domain import NotFound
+
+    if not name:
+        return None
+    try:
+        return service.get_experiment(name).spec
+    except NotFound:
+        return None
+
+
+def resume_plan(spec: Any, evaluator: str | None, data_dir: str | None, cifar_url: str) -> Plan:
+    """Run a stored experiment as it is (a fork, one made by `experiment create`): evaluator from its training."""
+    if evaluator is not None and evaluator not in ("train", "table"):
+        raise UserError(f"--evaluator must be train or table, got {evaluator!r}")
+    chosen = evaluator or ("table" if "table" in spec.training else "train")
+    if chosen == "table" and spec.space != "nb201":
+        raise UserError(f"experiment {spec.name} searches the {spec.space} space; the table evaluator only knows nb201")
+    if chosen == "train" and _dataset(spec) == "cifar10":
+        missing = cifar_available(data_dir, cifar_url)
+        if missing:
+            raise UserError(f"{missing}: put cifar-10-python.tar.gz in --data-dir DIR or the cache")
+    return Plan(spec, chosen, None)
 
 
 def _default_cifar_url() -> str:
@@ -340,7 +380,8 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
     server = start(service, ServerConfig(host="127.0.0.1", port=0, token=token, grace_s=5.0)) if envs else None
     pool: _Workers | None = None
     interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored, and Python keeps that.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if server is not None:
             pool = _Workers(server.address, token, spec.name, chosen.evaluator, data_dir, envs, out_dir)
@@ -369,8 +410,8 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
             if server is not None:
                 server.stop()
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     if interrupted:
         status = service.status(spec.name)
         err.print(f"amoeba up: stopped {spec.name} at {status['completed']}/{status['target']} evaluations; "
