@@ -165,3 +165,26 @@ def test_migrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0 and "already at revision" in out
     code, _, err = run("--db", str(tmp_path / "missing" / "dir" / "x.db"))
     assert code == 2 and err.count("\n") == 1 and err.startswith("amoeba: error:")
+
+
+@pytest.mark.postgres
+def test_service_survives_a_postgresql_restart(pg_server: Any, pg_url: str) -> None:
+    """The restart helper chaos tests use: connections are cut, the next calls reconnect, nothing is lost."""
+    from orchestrator.domain import Unavailable
+
+    svc = OrchestratorServiceImpl(db.open_store(pg_url))
+    svc.create_experiment(parse_spec({"name": "r", "space": "nb201", "population": 2, "sample": 1, "evaluations": 3}))
+    held = svc.lease(WorkerInfo("w"), "r")
+    assert isinstance(held, Lease)
+    pg_server.restart()
+    for _ in range(3):  # pre-ping replaces dead pooled connections; at worst one call sees Unavailable
+        try:
+            got = svc.report(held.individual_id, held.token, "w", ReportedMetrics(accuracy=0.5), lease_next=True)
+            break
+        except Unavailable:
+            continue
+    else:
+        pytest.fail("the store did not reconnect after the restart")
+    assert isinstance(got, Lease) and got.proposal_seq == 1
+    assert svc.get_experiment("r").completed == 1
+    svc.store.close()
