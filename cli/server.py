@@ -46,6 +46,7 @@ def server(
     if not isinstance(level, int):
         raise UserError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # the schema check is not news
     try:
         tls = TLSConfig.from_files(blank_to_none(tls_cert), blank_to_none(tls_key), blank_to_none(tls_client_ca))
     except ServerConfigError as exc:
