@@ -100,6 +100,12 @@ class MemoryTx:
     def individual(self, individual_id: int, *, lock: bool = False) -> IndividualRecord | None:
         return self._d.individuals.get(individual_id)
 
+    def individual_and_experiment(
+        self, individual_id: int, *, lock: bool = False
+    ) -> tuple[IndividualRecord, ExperimentRecord] | None:
+        ind = self._d.individuals.get(individual_id)
+        return None if ind is None else (ind, self._d.experiments[ind.experiment_id])
+
     def update_individual(self, individual_id: int, changes: Mapping[str, Any]) -> None:
         bad = set(changes) - INDIVIDUAL_MUTABLE
         if bad:

@@ -175,6 +175,13 @@ class StoreTx(Protocol):
 
     def individual(self, individual_id: int, *, lock: bool = False) -> IndividualRecord | None: ...
 
+    def individual_and_experiment(
+        self, individual_id: int, *, lock: bool = False
+    ) -> tuple[IndividualRecord, ExperimentRecord] | None:
+        """An individual with its experiment; ``lock`` locks the experiment row first (every use case that
+        changes an individual holds its experiment's lock, so the individual read after it is current)."""
+        ...
+
     def update_individual(self, individual_id: int, changes: Mapping[str, Any]) -> None:
         """Set columns from INDIVIDUAL_MUTABLE. KeyError for an unknown id, ValueError for other columns."""
         ...

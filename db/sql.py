@@ -46,7 +46,12 @@ def _names(record: type) -> str:
     return ", ".join(f.name for f in fields(record))
 
 
+def _prefixed(alias: str, record: type) -> str:
+    return ", ".join(f"{alias}.{f.name}" for f in fields(record))
+
+
 _EN, _IN, _WN = _names(ExperimentRecord), _names(IndividualRecord), _names(WorkerRecord)
+_N_IND = len(fields(IndividualRecord))
 _NEW = [f.name for f in fields(NewIndividual)] + ["in_population", "improved"]
 _EVENT = [f.name for f in fields(EventRecord)]
 _WORKER = [f.name for f in fields(WorkerRecord)]
@@ -69,6 +74,9 @@ def _hot_sql(postgres: bool) -> dict[str, str]:
         "exp_by_name": f"SELECT {_EN} FROM experiments WHERE name = :name",
         "exp_by_id": f"SELECT {_EN} FROM experiments WHERE id = :id",
         "ind_by_id": f"SELECT {_IN} FROM individuals WHERE id = :id",
+        "ind_exp": f"SELECT {_prefixed('i', IndividualRecord)}, {_prefixed('e', ExperimentRecord)} "
+        "FROM individuals i JOIN experiments e ON e.id = i.experiment_id WHERE i.id = :id",
+        "exp_of_ind": f"SELECT {_EN} FROM experiments WHERE id = (SELECT experiment_id FROM individuals WHERE id = :id)",
         "overdue": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND state = 'leased' "
         f"AND lease_deadline < :now ORDER BY lease_deadline LIMIT :limit{skip}",
         "queued": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND state = 'queued' "
@@ -88,7 +96,7 @@ def _hot_sql(postgres: bool) -> dict[str, str]:
         "current_individual_id = excluded.current_individual_id, "
         "evaluations = workers.evaluations + excluded.evaluations",
     }
-    for key in ("exp_by_name", "exp_by_id", "ind_by_id"):
+    for key in ("exp_by_name", "exp_by_id", "ind_by_id", "exp_of_ind"):
         sql[key + "_lock"] = sql[key] + lock
     return {k: _paramstyle(v, postgres) for k, v in sql.items()}
 
@@ -206,6 +214,20 @@ class SqlTx:
     def individual(self, individual_id: int, *, lock: bool = False) -> IndividualRecord | None:
         row = self._one("ind_by_id", lock, {"id": individual_id})
         return None if row is None else _ind(row)
+
+    def individual_and_experiment(
+        self, individual_id: int, *, lock: bool = False
+    ) -> tuple[IndividualRecord, ExperimentRecord] | None:
+        if lock and self._pg:
+            # Experiment row first (the lock order of every use case), then a fresh read of the
+            # individual: a join FOR UPDATE could hand back a stale individual after waiting for the lock.
+            exp_row = self._one("exp_of_ind", True, {"id": individual_id})
+            if exp_row is None:
+                return None
+            ind_row = self._one("ind_by_id", False, {"id": individual_id})
+            return None if ind_row is None else (_ind(ind_row), _exp(exp_row))
+        row = self._one("ind_exp", False, {"id": individual_id})
+        return None if row is None else (_ind(row[:_N_IND]), _exp(row[_N_IND:]))
 
     def update_individual(self, individual_id: int, changes: Mapping[str, Any]) -> None:
         bad = set(changes) - INDIVIDUAL_MUTABLE

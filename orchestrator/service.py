@@ -411,15 +411,11 @@ class OrchestratorServiceImpl:
             raise InvalidArgument(f"individual id must be an integer, got {individual_id!r}")
         if not isinstance(token, str) or not token:
             raise InvalidArgument("a lease token is required")
-        ind = tx.individual(individual_id)
-        if ind is None:
+        # One read that locks the experiment row and the individual's (PostgreSQL: FOR UPDATE on both).
+        found = tx.individual_and_experiment(individual_id, lock=True)
+        if found is None:
             raise NotFound(f"no individual {individual_id}")
-        exp = tx.experiment_by_id(ind.experiment_id, lock=True)
-        assert exp is not None
-        if self.store.dialect == "postgresql":
-            # Re-read under the experiment lock: another server may have changed it since the first read.
-            ind = tx.individual(individual_id, lock=True)
-            assert ind is not None
+        ind, exp = found
         if ind.state in _TERMINAL:
             raise AlreadyExists(f"individual {individual_id} (proposal {ind.proposal_seq}) is {ind.state} already")
         if exp.state == "done":

@@ -89,6 +89,9 @@ def test_individual_round_trip_and_update(store: Store) -> None:
         assert ind is not None
         assert (ind.proposal_seq, ind.parent_seq, ind.state, ind.attempts, ind.lease_token) == (3, 1, "leased", 1, "tok")
         assert (ind.in_population, ind.improved, ind.fits_on_chip, ind.fitness) == (False, False, None, None)
+        assert tx.individual_and_experiment(iid, lock=True) == (ind, exp)
+        assert tx.individual_and_experiment(iid) == (ind, exp)
+        assert tx.individual_and_experiment(10**9, lock=True) is None
         tx.update_individual(iid, {"state": "completed", "fitness": 0.9, "accuracy": 0.9, "latency_ms": 1.5,
                                    "params": 3_000_000_000, "mult_adds": 10**12, "fits_on_chip": True,
                                    "completion_rank": 0, "in_population": True, "improved": True})
