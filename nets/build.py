@@ -175,9 +175,10 @@ def init_variables(model: nn.Module, shape: tuple[int, ...], seed: int = 0) -> d
     normal (fan-out, truncated at 2 std), depthwise kernels He normal (fan-in), dense kernels LeCun
     normal, BN scale 1 / bias 0, running mean 0 / variance 1. Deterministic in ``seed``.
     """
-    abstract = jax.eval_shape(
-        lambda x: model.init(jax.random.key(0), x, train=False), jax.ShapeDtypeStruct(shape, jnp.float32)
-    )
+    with conv_impl("xla"):  # only shapes are needed, and XLA's single conv op traces fastest
+        abstract = jax.eval_shape(
+            lambda x: model.init(jax.random.key(0), x, train=False), jax.ShapeDtypeStruct(shape, jnp.float32)
+        )
     rng = np.random.default_rng(seed)
 
     def fill(path: tuple[Any, ...], leaf: Any) -> jax.Array:
