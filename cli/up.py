@@ -282,6 +282,7 @@ def up(
     name: Annotated[str | None, typer.Option(help="experiment name (default: the config's); the same name resumes")] = None,
     results: Annotated[str, typer.Option(help="folder for worker logs and the final exports (a subfolder per experiment)")] = DEFAULT_RESULTS,
     interval: Annotated[float, typer.Option(help="seconds between status refreshes")] = 1.0,
+    export: Annotated[bool, typer.Option("--export/--no-export", help="write the replay exports and plots when the experiment completes")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="progress on stderr, one JSON summary on stdout")] = False,
 ) -> None:
     """Run an experiment on this machine until it completes: database, orchestrator, workers, live status."""
@@ -318,7 +319,7 @@ def up(
             err.print(f"amoeba: {chosen.fallback}; running the NAS-Bench-201 table experiment instead (no training). "
                       f"To train for real: put cifar-10-python.tar.gz in {default_cifar_cache()} (or pass --data-dir DIR) "
                       f"and run `amoeba up --evaluator train`.", markup=False, highlight=False, soft_wrap=True)
-        _run(service, chosen, workers, data_dir, db_url, Path(results), interval, as_json, console, err)
+        _run(service, chosen, workers, data_dir, db_url, Path(results), interval, export, as_json, console, err)
     finally:
         service.store.close()
 
@@ -356,7 +357,7 @@ def _default_cifar_url() -> str:
 
 
 def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None, db_url: str, results: Path,
-         interval: float, as_json: bool, console: Any, err: Any) -> None:
+         interval: float, export: bool, as_json: bool, console: Any, err: Any) -> None:
     from orchestrator.server import ServerConfig, start
     from ui.live import finished, follow
 
@@ -417,7 +418,7 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
         err.print(f"amoeba up: stopped {spec.name} at {status['completed']}/{status['target']} evaluations; "
                   f"run the same command to resume", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130)
-    exports = _export(service, spec.name, out_dir)
+    exports = _export(service, spec.name, out_dir) if export else {}
     best = _summary(service, spec.name, status)
     doc = {
         "experiment": spec.name, "state": status["state"], "completed": status["completed"],
@@ -435,8 +436,9 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
         lines.append(f"best: proposal {best['proposal_seq']} ({best['fingerprint']}), fitness {_fmt(best['fitness'])}, "
                      f"accuracy {_fmt(best['accuracy'])}, latency {_fmt(best['latency_ms'])} ms")
         lines.append(f"  {best['summary']}")
-    lines.append(f"results: database {shown_db} (experiment {spec.name}); exports in {out_dir}/ "
-                 f"(history, lineage, population as CSV and JSON; progress.png, front.png)")
+    lines.append(f"results: database {shown_db} (experiment {spec.name})"
+                 + (f"; exports in {out_dir}/ (history, lineage, population as CSV and JSON; progress.png, front.png)"
+                    if exports else ""))
     db_arg = shown_db if where is not None else db_url
     lines.append(f"next: amoeba status --db {db_arg} --experiment {spec.name}; "
                  f"amoeba replay --db {db_arg} --experiment {spec.name} --verify")
