@@ -142,6 +142,10 @@ except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite works 
     _DRIVER_UNAVAILABLE = (sqlite3.OperationalError,)
 
 
+_INTEGRITY: tuple[type[BaseException], ...] = (IntegrityError, *_DRIVER_INTEGRITY)
+_BROKEN: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, *_DRIVER_UNAVAILABLE)
+
+
 class SqlTx:
     """One transaction on one connection (see db.repository for the contract)."""
 
@@ -159,7 +163,8 @@ class SqlTx:
 
     def _all(self, key: str, params: Mapping[str, Any]) -> list[Any]:
         self._cur.execute(self._sql[key], params)
-        return self._cur.fetchall()
+        rows: list[Any] = self._cur.fetchall()
+        return rows
 
     def _update(self, table: str, row_id: int, changes: Mapping[str, Any]) -> None:
         self._cur.execute(_update_sql(self._pg, table, frozenset(changes)), {**changes, "_id": row_id})
@@ -170,12 +175,12 @@ class SqlTx:
     def add_experiment(self, name: str, config_json: str, seed: int, now: float) -> ExperimentRecord:
         if self._c.execute(select(E.c.id).where(E.c.name == name)).first() is not None:
             raise DuplicateName(f"experiment {name!r} exists already")
-        values = dict(
+        values: dict[str, Any] = dict(
             name=name, config_json=config_json, seed=seed, state="running", created_at=now, updated_at=now,
             proposals=0, completed=0, failed=0, rejected=0, event_seq=0, best_individual_id=None, best_fitness=None,
         )
         try:
-            new_id = self._c.execute(insert(E).values(**values).returning(E.c.id)).scalar_one()
+            new_id = self._c.execute(insert(ExperimentRow).values(**values).returning(E.c.id)).scalar_one()
         except IntegrityError:
             raise DuplicateName(f"experiment {name!r} exists already") from None
         return ExperimentRecord(id=new_id, **values)
@@ -208,7 +213,7 @@ class SqlTx:
         try:
             self._cur.execute(self._sql["add_individual"], values)
             return int(self._cur.fetchone()[0])
-        except (IntegrityError, *_DRIVER_INTEGRITY):
+        except _INTEGRITY:
             raise ValueError(f"proposal {new.proposal_seq} of experiment {new.experiment_id} exists already") from None
 
     def individual(self, individual_id: int, *, lock: bool = False) -> IndividualRecord | None:
@@ -292,7 +297,7 @@ class SqlTx:
             return
         try:
             self._cur.executemany(self._sql["add_events"], [{name: getattr(e, name) for name in _EVENT} for e in events])
-        except (IntegrityError, *_DRIVER_INTEGRITY):
+        except _INTEGRITY:
             raise ValueError("event sequence number taken") from None
 
     def events(self, experiment_id: int, after_seq: int = 0, limit: int = 1000) -> list[EventRecord]:
@@ -358,7 +363,7 @@ class SqlStore:
         try:
             with conn.begin():
                 yield conn
-        except (OperationalError, DBAPIError, *_DRIVER_UNAVAILABLE):
+        except _BROKEN:
             self._sqlite_conn = None
             conn.close()
             raise
