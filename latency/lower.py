@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from genome import NASNET_OPS, Genome, GenomeError, NASNetGenome, NB201Genome
 from genome.nasnet import NUM_INPUTS, Cell
@@ -22,6 +23,7 @@ from latency.ir import (
     MAX_POOL,
     MEAN,
     PAD,
+    RESHAPE,
     SLICE,
     Graph,
     GraphBuilder,
@@ -44,7 +46,7 @@ class LoweringError(ValueError):
 class _Net:
     """A GraphBuilder with the NASNet/NB201 vocabulary (conv+BN, pools, adds, concat, factorized reduction)."""
 
-    def __init__(self, name: str, input_shape: tuple[int, int, int]) -> None:
+    def __init__(self, name: str, input_shape: tuple[int, ...]) -> None:
         self.b = GraphBuilder(name, input_shape)
 
     def shape(self, ref: int) -> tuple[int, ...]:
@@ -248,20 +250,24 @@ def _cell(net: _Net, name: str, cell: Cell, h_prev: int, h_prevprev: int, filter
     return out_code + start if out_code >= 0 else mapping[out_code]
 
 
-def lower_nasnet(genome: NASNetGenome, *, cells: int, filters: int, input_size: int = 32, num_classes: int = 10,
-                 stem: str | None = None) -> Graph:
-    """The NASNet macro network of ``genome``: N = ``cells`` normal cells per stack, F = ``filters``."""
-    _check_args(cells, filters, input_size, num_classes)
-    stem = stem or ("imagenet" if input_size >= IMAGENET_MIN_INPUT else "cifar")
-    net = _Net(f"nasnet N={cells} F={filters} {input_size}x{input_size}", (input_size, input_size, 3))
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+def nasnet_skeleton(genome: NASNetGenome, cells: int, filters: int, stem: str,
+                    stem_conv: Callable[[int, tuple[int, int], tuple[int, int], str], R],
+                    cell: Callable[[str, Cell, R, R, int, bool], R], head: Callable[[R], T]) -> T:
+    """The NASNet macro structure, generic over what a tensor is: ``stem_conv(filters, kernel, stride,
+    padding)`` makes the stem, ``cell(name, cell, h_prev, h_prevprev, filters, reduction)`` each cell,
+    ``head(last)`` the result. The lowering passes layer refs; the fast estimate passes shapes."""
     if stem == "cifar":
-        x = net.conv("stem/conv", GRAPH_INPUT, STEM_MULTIPLIER * filters, (3, 3))
+        x = stem_conv(STEM_MULTIPLIER * filters, (3, 3), (1, 1), "SAME")
         prev, prevprev = x, x
     elif stem == "imagenet":
-        x = net.conv("stem/conv", GRAPH_INPUT, IMAGENET_STEM_FILTERS, (3, 3), (2, 2), padding="VALID")
+        x = stem_conv(IMAGENET_STEM_FILTERS, (3, 3), (2, 2), "VALID")
         prev, prevprev = x, x
         for j, scale in enumerate((4, 2)):
-            out = _cell(net, f"stem_cell{j}", genome.reduction, prev, prevprev, max(1, filters // scale), True)
+            out = cell(f"stem_cell{j}", genome.reduction, prev, prevprev, max(1, filters // scale), True)
             prevprev, prev = prev, out
     else:
         raise LoweringError(f"unknown stem {stem!r}; expected cifar or imagenet")
@@ -269,13 +275,64 @@ def lower_nasnet(genome: NASNetGenome, *, cells: int, filters: int, input_size: 
     for stack in range(3):
         f = filters * 2**stack
         if stack > 0:
-            out = _cell(net, f"reduction{stack}", genome.reduction, prev, prevprev, f, True)
+            out = cell(f"reduction{stack}", genome.reduction, prev, prevprev, f, True)
             prevprev, prev = prev, out
         for _ in range(cells):
-            out = _cell(net, f"cell{index}", genome.normal, prev, prevprev, f, False)
+            out = cell(f"cell{index}", genome.normal, prev, prevprev, f, False)
             prevprev, prev = prev, out
             index += 1
-    return net.b.build(net.head(prev, num_classes))
+    return head(prev)
+
+
+def resolve_stem(input_size: int, stem: str | None) -> str:
+    return stem or ("imagenet" if input_size >= IMAGENET_MIN_INPUT else "cifar")
+
+
+def lower_nasnet(genome: NASNetGenome, *, cells: int, filters: int, input_size: int = 32, num_classes: int = 10,
+                 stem: str | None = None) -> Graph:
+    """The NASNet macro network of ``genome``: N = ``cells`` normal cells per stack, F = ``filters``."""
+    check_args(cells, filters, input_size, num_classes)
+    net = _Net(f"nasnet N={cells} F={filters} {input_size}x{input_size}", (input_size, input_size, 3))
+
+    def stem_conv(f: int, kernel: tuple[int, int], stride: tuple[int, int], padding: str) -> int:
+        return net.conv("stem/conv", GRAPH_INPUT, f, kernel, stride, padding=padding)
+
+    def cell(name: str, c: Cell, h_prev: int, h_prevprev: int, f: int, reduction: bool) -> int:
+        return _cell(net, name, c, h_prev, h_prevprev, f, reduction)
+
+    return nasnet_skeleton(genome, cells, filters, resolve_stem(input_size, stem), stem_conv, cell,
+                           lambda last: net.b.build(net.head(last, num_classes)))
+
+
+PREVPREV_PLACEHOLDER = "h_prevprev"
+
+
+def lower_cell(cell: Cell, reduction: bool, prev_shape: tuple[int, ...], prevprev_shape: tuple[int, ...],
+               filters: int, same_input: bool) -> Graph:
+    """One NASNet cell alone, its live layers only: the graph input is h_prev; h_prevprev is the input
+    itself (``same_input``) or a free placeholder layer named ``PREVPREV_PLACEHOLDER``, kept only when
+    the cell reads it."""
+    net = _Net("cell", prev_shape)
+    pp = GRAPH_INPUT if same_input else net.b.add(Layer(PREVPREV_PLACEHOLDER, RESHAPE, (), (), prevprev_shape))
+    out = _build_cell(net, "cell", cell, GRAPH_INPUT, pp, filters, reduction)
+    return net.b.build(out)
+
+
+def lower_stem_and_head(stem: str, filters: int, input_size: int, last_shape: tuple[int, ...],
+                        num_classes: int) -> tuple[Graph, Graph, tuple[int, ...]]:
+    """The stem conv and the head as two small graphs, and the stem's output shape."""
+    stem_net = _Net("stem", (input_size, input_size, 3))
+
+    def stem_conv(f: int, kernel: tuple[int, int], stride: tuple[int, int], padding: str) -> int:
+        return stem_net.conv("stem/conv", GRAPH_INPUT, f, kernel, stride, padding=padding)
+
+    if stem == "cifar":
+        stem_conv(STEM_MULTIPLIER * filters, (3, 3), (1, 1), "SAME")
+    else:
+        stem_conv(IMAGENET_STEM_FILTERS, (3, 3), (2, 2), "VALID")
+    head_net = _Net("head", last_shape)
+    head_net.head(GRAPH_INPUT, num_classes)
+    return stem_net.b.build(), head_net.b.build(), stem_net.b.layers[0].out_shape
 
 
 # -- NAS-Bench-201 ------------------------------------------------------------------------------------
@@ -317,7 +374,7 @@ def lower_nb201(genome: NB201Genome, *, input_size: int = 32, num_classes: int =
 
     A cell whose output has no path from its input makes the rest of the network a constant: only
     the layers before it remain (the tracing front end sees the same)."""
-    _check_args(cells, filters, input_size, num_classes)
+    check_args(cells, filters, input_size, num_classes)
     net = _Net(f"nb201 C={filters} N={cells} {input_size}x{input_size}", (input_size, input_size, 3))
     x: int | None = net.conv("stem/conv", GRAPH_INPUT, filters, (3, 3))
     for stage in range(3):
@@ -338,7 +395,7 @@ def lower_nb201(genome: NB201Genome, *, input_size: int = 32, num_classes: int =
     return net.b.build(net.head(x, num_classes))
 
 
-def _check_args(cells: int, filters: int, input_size: int, num_classes: int) -> None:
+def check_args(cells: int, filters: int, input_size: int, num_classes: int) -> None:
     if cells < 1:
         raise LoweringError(f"cells (N) must be at least 1, got {cells}")
     if filters < 1:

@@ -174,3 +174,27 @@ def test_estimate_genome_is_cached_and_fast() -> None:
     assert estimate_genome(genomes[0], cells=3, filters=24, device="usb2") is not reports[0]
     assert all(r.latency_ms > 0 and r.fits_on_chip for r in reports)
     assert len({round(r.latency_ms, 6) for r in reports}) > 5  # genomes differ in latency
+
+
+def test_the_objective_path_equals_the_full_estimate() -> None:
+    # estimate_genome(layers=False) sums memoized per-cell totals with cell-level liveness; it must give
+    # exactly what lowering every layer gives, dead cells included (a normal cell that never reads
+    # state 0 leaves the cell before the last one dead).
+    clear_cache()
+    space = get_space("nasnet")
+    rng = random.Random(11)
+    never_reads_0 = space.from_json({"normal": {"combinations": [[[1, "sep_conv_3x3"], [1, "identity"]]] * 5},
+                                     "reduction": load_named_genome("nasnet-a").to_json()["reduction"]})
+    genomes = [never_reads_0, *(space.sample(rng) for _ in range(25)), load_named_genome("amoebanet-a")]
+    for i, genome in enumerate(genomes):
+        for cells, filters, size, dataset in ((1, 5, 32, None), (3, 12, 32, None), (1, 16, 64, "imagenet"))[: 3 if i < 4 else 1]:
+            fast = estimate_genome(genome, cells=cells, filters=filters, input_size=size, dataset=dataset,
+                                   device="usb2", clock_mhz=250, layers=False)
+            full = estimate(lower_genome(genome, cells=cells, filters=filters, input_size=size, dataset=dataset),
+                            "usb2", 250)
+            assert fast.layers == () and fast.fits_on_chip == full.fits_on_chip
+            assert (fast.macs, fast.params, fast.on_chip_param_bytes) == (full.macs, full.params, full.on_chip_param_bytes)
+            assert fast.latency_ms == pytest.approx(full.latency_ms, rel=1e-9)
+    big = load_named_genome("amoebanet-a")  # 87 M parameters: streaming depends on layer order, full path
+    fast = estimate_genome(big, cells=6, filters=190, input_size=224, num_classes=1000, layers=False)
+    assert not fast.fits_on_chip and fast.streamed_bytes > 0
