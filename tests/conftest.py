@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -54,7 +55,8 @@ class PgServer:
     def _admin(self, tool: str, *args: str) -> None:
         cmd = [str(self.bindir / tool), *args]
         if self._as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+            cmd = (["runuser", "-u", "postgres", "--", *cmd] if shutil.which("runuser")
+                   else ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(cmd)])
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""
