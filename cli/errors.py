@@ -9,9 +9,15 @@ class UserError(Exception):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types whose message is a complete, user-facing explanation."""
+    from configs import ConfigError
+    from db import SchemaOutOfDate, StoreError
     from evolution import ObjectiveError
     from genome import GenomeError
     from mutations import MutationError
+    from orchestrator.domain import DomainError
     from tables.nb201 import TableError
 
-    return (UserError, GenomeError, MutationError, ObjectiveError, TableError, FileNotFoundError)
+    return (
+        UserError, GenomeError, MutationError, ObjectiveError, TableError, ConfigError, DomainError,
+        SchemaOutOfDate, StoreError, FileNotFoundError,
+    )
