@@ -50,4 +50,5 @@ def resize_area(images: np.ndarray, size: int) -> np.ndarray:
     f = h // size
     n, _, w, c = images.shape
     pooled = images.reshape(n, size, f, w // f, f, c).astype(np.float32).mean(axis=(2, 4))
-    return np.round(pooled).astype(np.uint8)
+    rounded: np.ndarray = np.round(pooled).astype(np.uint8)
+    return rounded

@@ -23,12 +23,23 @@ class TrainData(Protocol):
     ``eval_batches`` covers every held-out example exactly once, in a fixed order.
     """
 
-    num_train: int
-    num_eval: int
-    num_classes: int
-    image_shape: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    @property
+    def num_train(self) -> int: ...
+
+    @property
+    def num_eval(self) -> int: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def mean(self) -> tuple[float, ...]: ...
+
+    @property
+    def std(self) -> tuple[float, ...]: ...
 
     def train_epoch(self, epoch: int, seed: int, batch_size: int) -> Iterator[Batch]: ...
 

@@ -59,7 +59,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, num_classes: int, smooth
     targets = jax.nn.one_hot(labels, num_classes)
     if smoothing:
         targets = optax.smooth_labels(targets, smoothing)
-    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+    loss: jax.Array = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+    return loss
 
 
 def make_train_step(
@@ -76,6 +77,7 @@ def make_train_step(
         x = normalize(random_crop_flip(aug_key, images, config.crop_padding), mean, std, dtype)
 
         def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+            logits: jax.Array
             logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
                                           mutable=["batch_stats"], rngs={"dropout": dropout_key})
             return cross_entropy(logits, labels, num_classes, config.label_smoothing), (logits, updates)
@@ -98,7 +100,8 @@ def make_eval_step(
 
     def evaluate(state: TrainState, images: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
         x = normalize(images, mean, std, dtype)
-        logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
+        logits: jax.Array = model.apply(  # type: ignore[assignment]  # without mutable=, apply returns the output only
+            {"params": state.params, "batch_stats": state.batch_stats}, x, train=False)
         hits = (jnp.argmax(logits, -1) == labels).astype(jnp.float32) * mask
         return {"correct": hits.sum(), "count": mask.sum()}
 
