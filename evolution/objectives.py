@@ -22,6 +22,9 @@ class Objective:
     ``on_chip_bonus`` multiplies fitness by (1 + bonus) when the model's parameters fit the Edge TPU cache.
     ``pareto``: parent selection picks uniformly from the sample's non-dominated (accuracy, latency) set;
     fitness stays accuracy for reporting. ``max_latency_ms``: children over it are rejected before training.
+    ``latency``: the network size and device latency is estimated for (``cells``, ``filters``,
+    ``input_size``, ``num_classes``, ``device``, ``clock_mhz``, ``dataset``), as sorted key/value pairs;
+    the orchestrator fills the space's defaults.
     """
 
     kind: str = "accuracy"
@@ -30,6 +33,12 @@ class Objective:
     hard_exponent: float = -0.07
     on_chip_bonus: float = 0.0
     max_latency_ms: float | None = None
+    latency: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def needs_latency(self) -> bool:
+        """Whether fitness or selection depends on latency (then every result must carry one)."""
+        return self.kind in ("mnas", "pareto") or bool(self.on_chip_bonus) or self.max_latency_ms is not None
 
     def fitness(self, accuracy: float, latency_ms: float | None = None, fits_on_chip: bool | None = None) -> float:
         value = accuracy
@@ -55,6 +64,8 @@ class Objective:
             spec["on_chip_bonus"] = self.on_chip_bonus
         if self.max_latency_ms is not None:
             spec["max_latency_ms"] = self.max_latency_ms
+        if self.latency:
+            spec["latency"] = dict(self.latency)
         return spec
 
 
@@ -75,7 +86,7 @@ def build_objective(spec: Any) -> Objective:
         spec = {"kind": spec}
     if not isinstance(spec, dict):
         raise ObjectiveError(f"objective must be a name or an object, got {spec!r}")
-    known = {"kind", "target_ms", "soft_exponent", "hard_exponent", "hard", "on_chip_bonus", "max_latency_ms"}
+    known = {"kind", "target_ms", "soft_exponent", "hard_exponent", "hard", "on_chip_bonus", "max_latency_ms", "latency"}
     unknown = set(spec) - known
     if unknown:
         raise ObjectiveError(f"objective has unknown keys: {', '.join(sorted(unknown))}")
@@ -93,7 +104,12 @@ def build_objective(spec: Any) -> Objective:
     if max_lat is not None and max_lat <= 0:
         raise ObjectiveError("max_latency_ms must be positive")
     assert soft is not None and hard is not None and bonus is not None
-    return Objective(kind, target, soft, hard, bonus, max_lat)
+    latency = spec.get("latency") or {}
+    if not isinstance(latency, dict) or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str | int | float)) for k, v in latency.items()
+    ):
+        raise ObjectiveError("objective latency must be a mapping of setting names to plain values")
+    return Objective(kind, target, soft, hard, bonus, max_lat, tuple(sorted(latency.items())))
 
 
 def pareto_front_indices(points: Sequence[tuple[float, float | None]]) -> list[int]:

@@ -13,6 +13,7 @@ import yaml
 from evolution import ALGORITHMS, ObjectiveError, build_objective
 from genome import get_space
 from genome.base import canonical_json
+from latency.settings import LatencySettingsError, resolve_settings
 from mutations import MutationError, build_mutation, default_mutation_spec
 from orchestrator.domain import ExperimentSpec, InvalidArgument
 
@@ -80,9 +81,11 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
     except MutationError as exc:
         raise InvalidArgument(f"mutation: {exc}") from None
     try:
-        objective = build_objective(values.get("objective", {"kind": "accuracy"})).to_spec()
-    except ObjectiveError as exc:
+        built = build_objective(values.get("objective", {"kind": "accuracy"}))
+        resolve_settings(space, dict(built.latency))
+    except (ObjectiveError, LatencySettingsError) as exc:
         raise InvalidArgument(f"objective: {exc}") from None
+    objective = built.to_spec()
     training = values.get("training", {})
     if training is None:
         training = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import secrets
@@ -26,6 +27,7 @@ from evolution import EvolutionConfig, Member, Objective, ObjectiveError, build_
 from evolution.objectives import pareto_front_indices
 from genome import get_space
 from genome.base import canonical_json
+from latency.settings import LatencySettings, latency_of, resolve_settings
 from mutations import Mutation, build_mutation
 from orchestrator.config import parse_spec, spec_from_json, spec_to_dict, spec_to_json
 from orchestrator.domain import (
@@ -52,6 +54,8 @@ MAX_SECONDS = 1e8
 #: Overdue leases expired per lease call: bounded work per call; the rest go on the next calls.
 EXPIRY_BATCH = 64
 TOP_K = 10
+#: Children over the latency limit rejected (before training) within one lease call before giving up.
+MAX_REJECTIONS_PER_LEASE = 200
 #: Completions over which status measures the recent rate.
 RATE_WINDOW = 100
 _TERMINAL = ("completed", "failed", "rejected")
@@ -66,6 +70,7 @@ class _Context:
     space: Any
     mutation: Mutation
     objective: Objective
+    latency: LatencySettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +189,8 @@ class OrchestratorServiceImpl:
                 seed=spec.seed,
                 selection="pareto" if objective.selection == "pareto" else "best",
             )
-            ctx = _Context(spec, config, get_space(spec.space), build_mutation(spec.mutation, spec.space), objective)
+            ctx = _Context(spec, config, get_space(spec.space), build_mutation(spec.mutation, spec.space), objective,
+                           resolve_settings(spec.space, dict(objective.latency)))
             with self._cache_lock:
                 self._contexts[exp.id] = ctx
         return ctx
@@ -368,13 +374,38 @@ class OrchestratorServiceImpl:
         outstanding = batch.get("proposals") - batch.get("completed") - batch.get("failed") - batch.get("rejected")
         if batch.get("completed") + outstanding >= spec.evaluations:
             return NoWork(False, self._retry_after_s, "every remaining individual is leased; ask again")
-        seq = int(batch.get("proposals"))
         if population is None:
             population = self._population(tx, ctx, exp.id, int(batch.get("completed"))).members
-        proposal = propose(ctx.config, ctx.space, ctx.mutation, population, seq)
-        genome_json = canonical_json(proposal.genome.to_json())
-        fingerprint = proposal.genome.fingerprint
-        seed = training_seed(spec.seed, seq)
+        limit = ctx.objective.max_latency_ms
+        for _ in range(MAX_REJECTIONS_PER_LEASE):
+            seq = int(batch.get("proposals"))
+            proposal = propose(ctx.config, ctx.space, ctx.mutation, population, seq)
+            genome_json = canonical_json(proposal.genome.to_json())
+            fingerprint = proposal.genome.fingerprint
+            seed = training_seed(spec.seed, seq)
+            if limit is None:
+                break
+            # The latency simulator is pure and takes milliseconds: children over a hard limit are
+            # recorded as rejected (counted, visible in status and replay) and never trained.
+            latency_ms, fits = latency_of(proposal.genome, ctx.latency)
+            if latency_ms <= limit:
+                break
+            reason = f"estimated latency {latency_ms:.4g} ms over the objective's max_latency_ms {limit:g}"
+            rejected_id = tx.add_individual(NewIndividual(
+                experiment_id=exp.id, proposal_seq=seq, genome_json=genome_json, fingerprint=fingerprint,
+                parent_seq=proposal.parent_seq, mutation=proposal.mutation[:200], training_seed=seed,
+                state="rejected", created_at=now,
+            ))
+            tx.update_individual(rejected_id, {"failure_reason": reason, "latency_ms": latency_ms,
+                                               "fits_on_chip": fits, "completed_at": now})
+            batch.bump("proposals")
+            batch.bump("rejected")
+            batch.event("proposed", now, rejected_id, seq, fingerprint=fingerprint,
+                        parent_seq=proposal.parent_seq, mutation=proposal.mutation)
+            batch.event("rejected", now, rejected_id, seq, reason=reason, latency_ms=latency_ms, before_training=True)
+        else:
+            return NoWork(False, self._retry_after_s,
+                          f"the last {MAX_REJECTIONS_PER_LEASE} children were all over max_latency_ms {limit:g}")
         ind_id = tx.add_individual(NewIndividual(
             experiment_id=exp.id, proposal_seq=seq, genome_json=genome_json,
             fingerprint=fingerprint, parent_seq=proposal.parent_seq, mutation=proposal.mutation[:200],
@@ -448,8 +479,14 @@ class OrchestratorServiceImpl:
         now = self._clock()
 
         def work(tx: StoreTx) -> Lease | NoWork | None:
+            nonlocal metrics
             ind, exp = self._held(tx, individual_id, token, now, "the report")
             ctx = self._context(exp)
+            if metrics.latency_ms is None and ctx.objective.needs_latency:
+                # A worker that cannot estimate latency (an older build, a custom evaluator) still gets a
+                # fitness: the orchestrator runs the same pure simulator on the stored genome.
+                latency_ms, fits = latency_of(self._genome(ctx, ind.genome_json), ctx.latency)
+                metrics = dataclasses.replace(metrics, latency_ms=latency_ms, fits_on_chip=fits)
             try:
                 fitness = ctx.objective.fitness(metrics.accuracy, metrics.latency_ms, metrics.fits_on_chip)
             except ObjectiveError as exc:
