@@ -20,13 +20,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from db import open_store  # noqa: E402
-from genome import parse_genome  # noqa: E402
-from latency.settings import latency_of, resolve_settings  # noqa: E402
-from orchestrator.config import parse_spec  # noqa: E402
-from orchestrator.domain import Lease, ReportedMetrics, WorkerInfo  # noqa: E402
-from orchestrator.service import OrchestratorServiceImpl  # noqa: E402
-from tables.nb201 import load_table  # noqa: E402
+from db import open_store
+from genome import parse_genome
+from latency.settings import latency_of, resolve_settings
+from orchestrator.config import parse_spec
+from orchestrator.domain import Lease, ReportedMetrics, WorkerInfo
+from orchestrator.service import OrchestratorServiceImpl
+from tables.nb201 import load_table
 
 OBJECTIVES: dict[str, dict[str, Any]] = {
     "accuracy": {"kind": "accuracy"},
