@@ -1,0 +1,222 @@
+"""Chaos on the worker side: SIGKILLed worker processes, a worker cut off from the server, a slow worker.
+
+Every scenario runs an NB201 table experiment on loopback to the end and then checks the invariants
+(``chaos_helpers.check_invariants``): every proposal has one outcome, C completions counted once each,
+the population is the last P completed, and ``amoeba replay --verify`` passes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from chaos_helpers import (
+    TcpProxy,
+    ThreadWorker,
+    check_invariants,
+    create_experiment,
+    experiment_config,
+    opened_service,
+    wait_for,
+    worker_process,
+)
+
+from orchestrator.domain import Lease, ReportedMetrics, WorkerInfo
+from orchestrator.server import RunningServer, ServerConfig, start
+from worker.client import OrchestratorClient, WorkerIdentity, WorkLease
+from worker.evaluator import Metrics, WorkItem
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest) -> str:
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    value: str = request.getfixturevalue(fixture)
+    return value
+
+
+def serve(url: str) -> tuple[Any, RunningServer]:
+    from orchestrator.service import open_service
+
+    service = open_service(url)
+    return service, start(service, ServerConfig(port=0, grace_s=1.0, handler_threads=4))
+
+
+@pytest.fixture
+def server(url: str) -> Iterator[RunningServer]:
+    service, running = serve(url)
+    yield running
+    running.stop(1.0)
+    service.store.close()
+
+
+def test_workers_sigkilled_at_random_moments_lose_nothing_and_count_nothing_twice(
+        url: str, server: RunningServer) -> None:
+    c = 60
+    create_experiment(url, experiment_config("kill", evaluations=c, population=8, lease_timeout_s=1.0,
+                                             sleep_s=(0.05, 0.25)))
+    rng = random.Random(1234)
+    workers = {f"w{k}": worker_process(server.address, "kill", f"w{k}") for k in range(3)}
+    killed: list[str] = []
+    try:
+        with opened_service(url) as svc:
+            # Kill only once work flows, then at random moments, each victim replaced by a fresh process.
+            wait_for(lambda: svc.status("kill")["completed"] >= 3, 60, "the first completions")
+            for n in range(4):
+                time.sleep(rng.uniform(0.2, 0.9))
+                alive = sorted(k for k, p in workers.items() if p.poll() is None)
+                if not alive or svc.status("kill")["state"] == "done":
+                    break
+                victim = rng.choice(alive)
+                workers[victim].kill()  # SIGKILL: no release, no goodbye
+                workers[victim].wait(10)
+                killed.append(victim)
+                workers[f"r{n}"] = worker_process(server.address, "kill", f"r{n}")
+        summaries = []
+        for wid, proc in workers.items():
+            if wid in killed:
+                continue
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            summaries.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert len(killed) >= 3
+    assert all(s["exit_reason"] == "done" for s in summaries)
+    outcome = check_invariants(url, "kill")
+    assert outcome.lost == 0 and outcome.duplicates == 0
+    # The killed workers held leases: those expired and their individuals were handed out again.
+    assert outcome.expired >= 1, outcome
+    with opened_service(url) as svc:
+        rows = svc.list_individuals("kill", 1000, "", None).individuals
+    reissued = [r for r in rows if r.attempts >= 2]
+    assert reissued and all(r.state in ("completed", "failed") for r in reissued)
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_a_slow_worker_keeps_its_lease_while_it_beats_and_loses_it_on_time_when_it_stops(
+        url: str, server: RunningServer) -> None:
+    timeout = 1.5
+    create_experiment(url, experiment_config("slow", evaluations=12, population=4, lease_timeout_s=timeout))
+    helper = ThreadWorker(server.address, "slow", "helper")
+    with OrchestratorClient(server.address, rpc_timeout_s=10) as client:
+        held = client.lease(WorkerIdentity("slowpoke"), "slow")
+        assert isinstance(held, WorkLease)
+        # Beating for two lease timeouts keeps the lease, although others lease and expire all along.
+        helper.start()
+        deadline = held.deadline
+        until = time.time() + 2 * timeout
+        while time.time() < until:
+            time.sleep(timeout / 5)
+            deadline = client.heartbeat(held, "slowpoke")
+        with opened_service(url) as svc:
+            ind = next(i for i in svc.list_individuals("slow", 100, "", None).individuals if i.id == held.individual_id)
+            assert ind.state == "leased" and ind.lease_owner == "slowpoke" and ind.attempts == 1
+        # Now the heartbeats stop: the lease expires within timeout + one lease sweep (the helper polls
+        # every retry_after_s = 1 s while everything else is leased).
+        with opened_service(url) as svc:
+            def expired_at() -> float | None:
+                with svc.store.transaction() as tx:
+                    exp = tx.experiment("slow")
+                    assert exp is not None
+                    events = tx.events(exp.id, 0, 10_000)
+                return next((e.at for e in events if e.kind == "expired" and e.individual_id == held.individual_id),
+                            None)
+
+            at = wait_for(expired_at, 30, "the lease to expire")
+        assert deadline <= at <= deadline + 1.0 + 1.0, (at - deadline)
+        # Its late report is refused: the lease is no longer its own.
+        with pytest.raises(grpc.RpcError) as info:
+            client.report(held, "slowpoke", Metrics(accuracy=0.5), lease_next=False)
+        assert info.value.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS)
+        summary = helper.join(60)
+    assert summary.evaluated == 12 and summary.exit_reason == "done"
+    outcome = check_invariants(url, "slow")
+    assert outcome.expired >= 1 and outcome.lost == 0 and outcome.duplicates == 0
+
+
+class _Gate:
+    """An evaluator whose first evaluation waits for the test; the rest are instant table look-ups."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        from chaos_helpers import table
+
+        from worker.table import TableEvaluator
+
+        self.inner = TableEvaluator(table())
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.first: WorkItem | None = None
+
+    def evaluate(self, item: WorkItem, stop: threading.Event) -> Metrics:
+        if self.first is None:
+            self.first = item
+            self.entered.set()
+            assert self.go.wait(60)
+        return self.inner.evaluate(item, stop)
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_a_worker_cut_off_from_the_server_retries_with_backoff_and_its_late_report_is_refused(
+        url: str, server: RunningServer) -> None:
+    timeout = 1.0
+    c = 30
+    create_experiment(url, experiment_config("cut", evaluations=c, population=5, lease_timeout_s=timeout))
+    proxy = TcpProxy(server.port)
+    proxy.start()
+    gate = _Gate()
+    cut = ThreadWorker(proxy.address, "cut", "behind-proxy", evaluator=gate).start()
+    try:
+        assert gate.entered.wait(30)
+        first = gate.first
+        assert first is not None
+        proxy.stop()  # the worker's address is now unreachable (connection refused)
+        time.sleep(timeout + 0.2)
+        # Another worker asks for work: the cut-off worker's lease has expired and is re-issued to it.
+        with opened_service(url) as svc:
+            other = svc.lease(WorkerInfo("other"), "cut")
+            assert isinstance(other, Lease)
+            assert (other.individual_id, other.attempt) == (first.individual_id, 2)
+            # The cut-off worker finishes and tries to report: refused connections, retried with backoff.
+            # (Meanwhile the new holder keeps its lease alive.)
+            def codes(code: grpc.StatusCode) -> int:
+                svc.heartbeat(other.individual_id, other.token, "other")
+                return cut.client.codes("ReportResult")[code]
+
+            gate.go.set()
+            wait_for(lambda: codes(grpc.StatusCode.UNAVAILABLE) >= 3, 30, "report retries")
+            time.sleep(0.3)
+            tries_while_down = codes(grpc.StatusCode.UNAVAILABLE)
+            proxy.start()
+            # Back on the network: the late report reaches the server and is refused, the worker moves on.
+            wait_for(lambda: codes(grpc.StatusCode.FAILED_PRECONDITION) == 1, 30, "the late report to be refused")
+            svc.report(other.individual_id, other.token, "other", ReportedMetrics(accuracy=0.6))
+        summary = cut.join(60)
+    finally:
+        gate.go.set()
+        proxy.stop()
+    # Backoff, not a hot loop: a handful of tries in the ~1 s the address was unreachable.
+    assert 3 <= tries_while_down <= 12, cut.client.calls
+    report_starts = [t for m, t, _, code in cut.client.calls if m == "ReportResult" and code == grpc.StatusCode.UNAVAILABLE]
+    gaps = [b - a for a, b in itertools.pairwise(report_starts)]
+    assert max(gaps) > 0.05, gaps  # it waited between tries
+    assert (summary.dropped, summary.exit_reason) == (1, "done")
+    assert summary.evaluated == c - 1
+    outcome = check_invariants(url, "cut")
+    assert outcome.expired == 1 and outcome.lost == 0 and outcome.duplicates == 0
+    with opened_service(url) as svc:
+        row = next(i for i in svc.list_individuals("cut", 100, "", None).individuals if i.id == first.individual_id)
+    assert (row.state, row.attempts, row.accuracy) == ("completed", 2, 0.6)
