@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from orchestrator.domain import OrchestratorService
+from orchestrator.domain import OrchestratorService, Unavailable
 from orchestrator.servicer import SERVICE_NAME, OrchestratorServicer
 from protos.amoeba.v1 import orchestrator_pb2_grpc as pb_grpc
 
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: Seconds between database probes while health is NOT_SERVING because the database was unreachable.
+DATABASE_PROBE_S = 0.5
 ServerMode = Literal["aio", "sync"]
 
 
@@ -180,7 +182,10 @@ class RunningServer:
         self._pool = ThreadPoolExecutor(max_workers=config.handler_threads, thread_name_prefix="amoeba-rpc")
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
-        servicer = OrchestratorServicer(service)
+        self._service = service
+        self._database_up = True
+        self._database_lock = threading.Lock()
+        servicer = OrchestratorServicer(service, on_database=self._database_state)
         if config.mode == "aio":
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._loop.run_forever, name="amoeba-aio", daemon=True)
@@ -224,6 +229,45 @@ class RunningServer:
         self._server.start()
         for name in ("", SERVICE_NAME):
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    # --- health follows the database ------------------------------------------------------------------------
+
+    def _database_state(self, available: bool) -> None:
+        if available == self._database_up:  # the common case: no lock, no change
+            return
+        with self._database_lock:
+            if available == self._database_up:
+                return
+            self._database_up = available
+        log.warning("database %s: health %s", "reachable again" if available else "unreachable",
+                    "SERVING" if available else "NOT_SERVING")
+        self._set_health(health_pb2.HealthCheckResponse.SERVING if available
+                         else health_pb2.HealthCheckResponse.NOT_SERVING)
+        if not available:
+            # Without traffic nobody would notice the database coming back: probe it until it answers.
+            threading.Thread(target=self._probe_database, name="amoeba-db-probe", daemon=True).start()
+
+    def _set_health(self, status: Any) -> None:
+        if self._stopped.is_set():
+            return
+        try:
+            for name in ("", SERVICE_NAME):
+                if self.config.mode == "aio":
+                    asyncio.run_coroutine_threadsafe(self._health.set(name, status), self._loop).result(5)
+                else:
+                    self._health.set(name, status)
+        except RuntimeError:  # the loop closed under us: the server is stopping anyway
+            pass
+
+    def _probe_database(self) -> None:
+        while not self._database_up and not self._stopped.wait(DATABASE_PROBE_S):
+            try:
+                self._service.list_experiments()
+            except Unavailable:
+                continue
+            except Exception:  # any other answer means the database answered
+                pass
+            self._database_state(True)
 
     # --- both -------------------------------------------------------------------------------------------
 

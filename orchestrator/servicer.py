@@ -73,19 +73,24 @@ def _lease_into(response: Any, result: Lease | NoWork | None) -> Any:
 class OrchestratorServicer(pb_grpc.OrchestratorServicer):
     """amoeba.v1.Orchestrator over an ``OrchestratorService``; handlers are synchronous (the service is)."""
 
-    def __init__(self, service: OrchestratorService) -> None:
+    def __init__(self, service: OrchestratorService, on_database: Callable[[bool], None] | None = None) -> None:
         self._service = service
+        # Told after each call whether the database answered (the server turns health NOT_SERVING on False).
+        self._on_database = on_database or (lambda _available: None)
 
     def _run(self, context: grpc.ServicerContext, call: Callable[[], Any]) -> Any:
         try:
-            return call()
+            result = call()
         except DomainError as exc:
+            self._on_database(not isinstance(exc, Unavailable))
             self._abort(context, status_for_error(exc), str(exc))
         except codec.WireError as exc:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:
             log.exception("unexpected error in %s", getattr(call, "__name__", "rpc"))
             self._abort(context, grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log")
+        self._on_database(True)
+        return result
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
