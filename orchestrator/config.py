@@ -38,6 +38,15 @@ def _int(data: dict[str, Any], key: str, low: int, high: int) -> int:
     return value
 
 
+def _plain_json(key: str, value: Any) -> Any:
+    # NaN and infinities are not JSON: stored, they would break every later encoding of the spec.
+    try:
+        return json.loads(json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidArgument(
+            f"{key} must hold plain JSON values (finite numbers, strings, lists, mappings)") from None
+
+
 def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
     """Validate a config mapping (file keys or spec field names); fills the space's default mutation.
 
@@ -91,10 +100,7 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         training = {}
     if not isinstance(training, dict):
         raise InvalidArgument(f"training must be a mapping, got {training!r}")
-    try:
-        training = json.loads(canonical_json(training))
-    except (TypeError, ValueError):
-        raise InvalidArgument("training must hold plain JSON values (numbers, strings, lists, mappings)") from None
+    training = _plain_json("training", training)
     timeout = values.get("lease_timeout_s", 60.0)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout):
         raise InvalidArgument(f"lease_timeout_s must be a number, got {timeout!r}")
@@ -109,7 +115,7 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         evaluations=evaluations,
         seed=seed,
         algorithm=algorithm,
-        mutation=json.loads(canonical_json(mutation)),
+        mutation=_plain_json("mutation", mutation),
         objective=objective,
         training=training,
         lease_timeout_s=float(timeout),

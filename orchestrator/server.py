@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from orchestrator.domain import OrchestratorService, Unavailable
 from orchestrator.servicer import SERVICE_NAME, OrchestratorServicer
-from protos.amoeba.v1 import orchestrator_pb2_grpc as pb_grpc
+from protos.amoeba.v1 import orchestrator_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,42 @@ def _bind(server: Any, config: ServerConfig) -> int:
 _SERVED = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
 
 
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """Request bytes that do not parse (corrupt wire format, bad UTF-8 in a string field)."""
+
+    error: str
+
+
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    # gRPC answers a deserializer's exception with UNKNOWN (aio) or INTERNAL (sync), which reads like a
+    # server bug; handing the failure to the handler lets it answer INVALID_ARGUMENT instead.
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:
+            return _Undecodable(str(exc))
+
+    return deserialize
+
+
+def _add_orchestrator(servicer: OrchestratorServicer, server: Any) -> None:
+    """The generated ``add_OrchestratorServicer_to_server``, with lenient request parsing (see ``_lenient``)."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["Orchestrator"].methods:
+        request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
+
+        def handle(req: Any, context: grpc.ServicerContext, _impl: Any = getattr(servicer, method.name)) -> Any:
+            if isinstance(req, _Undecodable):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {req.error}"[:1000])
+            return _impl(req, context)
+
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            handle, request_deserializer=_lenient(request.FromString), response_serializer=response.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 class RunningServer:
     """A started server. ``port`` is the bound port; ``stop`` is graceful and idempotent; thread-safe."""
 
@@ -202,7 +238,7 @@ class RunningServer:
         self._server = grpc.aio.server(
             migration_thread_pool=self._pool, interceptors=interceptors, options=self.config.options()
         )
-        pb_grpc.add_OrchestratorServicer_to_server(servicer, self._server)
+        _add_orchestrator(servicer, self._server)
         self._health: Any = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(_SERVED, self._server)
@@ -221,7 +257,7 @@ class RunningServer:
     def _start_sync(self, servicer: OrchestratorServicer) -> None:
         interceptors = [TokenAuthInterceptor(self.config.token)] if self.config.token else []
         self._server = grpc.server(self._pool, interceptors=interceptors, options=self.config.options())
-        pb_grpc.add_OrchestratorServicer_to_server(servicer, self._server)
+        _add_orchestrator(servicer, self._server)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(_SERVED, self._server)

@@ -51,6 +51,10 @@ MAX_LATENCY_MS = 1e7
 MAX_PARAMS = 10**13
 MAX_MULT_ADDS = 10**17
 MAX_SECONDS = 1e8
+#: Longest strings the store keeps (the sizes of the workers table's columns).
+MAX_WORKER_ID, MAX_HOST, MAX_EVALUATOR = 200, 255, 64
+#: Proposal numbers are 32-bit columns; a page token is one of them.
+MAX_PROPOSAL_SEQ = 2**31 - 1
 #: Overdue leases expired per lease call: bounded work per call; the rest go on the next calls.
 EXPIRY_BATCH = 64
 TOP_K = 10
@@ -124,6 +128,27 @@ def _count(name: str, value: Any, high: int) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
         raise InvalidArgument(f"{name} must be an integer between 0 and {high:g}, got {value!r}")
     return value
+
+
+def _text(what: str, value: Any, limit: int) -> str:
+    """A string every backend stores verbatim: at most ``limit`` characters and no NUL (PostgreSQL's text
+    cannot hold one), else InvalidArgument, before the database sees it."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string")
+    if len(value) > limit:
+        raise InvalidArgument(f"{what} must be at most {limit} characters, got {len(value)}")
+    if "\x00" in value:
+        raise InvalidArgument(f"{what} must not contain NUL characters")
+    return value
+
+
+def _lookup_name(name: Any) -> str:
+    # No experiment can be named so (names are 1-200 of [A-Za-z0-9._-]): NotFound without a query,
+    # which also keeps strings PostgreSQL cannot compare (NUL) away from the database.
+    if not isinstance(name, str) or len(name) > 200 or "\x00" in name:
+        shown = repr(name[:60]) + ("..." if len(name) > 60 else "") if isinstance(name, str) else repr(name)
+        raise NotFound(f"no experiment named {shown}")
+    return name
 
 
 def validate_metrics(m: ReportedMetrics) -> ReportedMetrics:
@@ -291,6 +316,8 @@ class OrchestratorServiceImpl:
         return result
 
     def get_experiment(self, name: str) -> Experiment:
+        name = _lookup_name(name)
+
         def work(tx: StoreTx) -> Experiment:
             exp = tx.experiment(name)
             if exp is None:
@@ -307,10 +334,15 @@ class OrchestratorServiceImpl:
     # --- leasing -------------------------------------------------------------------------------------
 
     def lease(self, worker: WorkerInfo, experiment: str | None) -> Lease | NoWork:
-        if not isinstance(worker, WorkerInfo) or not worker.worker_id or len(worker.worker_id) > 200:
+        if not isinstance(worker, WorkerInfo) or not worker.worker_id or len(worker.worker_id) > MAX_WORKER_ID:
             raise InvalidArgument("a worker id (1-200 characters) is required")
+        _text("worker id", worker.worker_id, MAX_WORKER_ID)
+        _text("worker host", worker.host, MAX_HOST)
+        _text("worker evaluator", worker.evaluator, MAX_EVALUATOR)
         now = self._clock()
         if experiment:
+            experiment = _lookup_name(experiment)
+
             def work(tx: StoreTx) -> Lease | NoWork:
                 exp = tx.experiment(experiment, lock=True)
                 if exp is None:
@@ -460,6 +492,7 @@ class OrchestratorServiceImpl:
         return ind, exp
 
     def heartbeat(self, individual_id: int, token: str, worker_id: str) -> float:
+        _text("worker id", worker_id, MAX_WORKER_ID)
         now = self._clock()
 
         def work(tx: StoreTx) -> float:
@@ -476,6 +509,7 @@ class OrchestratorServiceImpl:
         self, individual_id: int, token: str, worker_id: str, metrics: ReportedMetrics, lease_next: bool = False
     ) -> Lease | NoWork | None:
         metrics = validate_metrics(metrics)
+        _text("worker id", worker_id, MAX_WORKER_ID)
         now = self._clock()
 
         def work(tx: StoreTx) -> Lease | NoWork | None:
@@ -553,7 +587,8 @@ class OrchestratorServiceImpl:
     def fail(self, individual_id: int, token: str, worker_id: str, reason: str, retryable: bool = False) -> None:
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidArgument("a failure needs a reason")
-        reason = reason.strip()[:2000]
+        reason = _text("the failure reason", reason.strip()[:2000], 2000)
+        _text("worker id", worker_id, MAX_WORKER_ID)
         now = self._clock()
 
         def work(tx: StoreTx) -> None:
@@ -576,6 +611,7 @@ class OrchestratorServiceImpl:
         self._run(work)
 
     def release(self, individual_id: int, token: str, worker_id: str) -> None:
+        _text("worker id", worker_id, MAX_WORKER_ID)
         now = self._clock()
 
         def work(tx: StoreTx) -> None:
@@ -593,6 +629,7 @@ class OrchestratorServiceImpl:
     # --- views ---------------------------------------------------------------------------------------
 
     def status(self, experiment: str) -> dict[str, Any]:
+        experiment = _lookup_name(experiment)
         now = self._clock()
 
         def work(tx: StoreTx) -> dict[str, Any]:
@@ -696,10 +733,13 @@ class OrchestratorServiceImpl:
         size = page_size or 100
         if state is not None and state not in ("queued", "leased", *_TERMINAL):
             raise InvalidArgument(f"state must be queued, leased, completed, failed or rejected, got {state!r}")
+        experiment = _lookup_name(experiment)
         try:
             after = int(page_token) if page_token else -1
         except ValueError:
-            raise InvalidArgument(f"malformed page token {page_token!r}") from None
+            after = None
+        if after is None or not -1 <= after <= MAX_PROPOSAL_SEQ:
+            raise InvalidArgument(f"malformed page token {page_token[:40]!r}")
 
         def work(tx: StoreTx) -> Page:
             exp = tx.experiment(experiment)

@@ -46,6 +46,7 @@ STATUS_OF_ERROR: dict[type[DomainError], grpc.StatusCode] = {
 ERROR_OF_STATUS: dict[grpc.StatusCode, type[DomainError]] = {code: err for err, code in STATUS_OF_ERROR.items()}
 
 DEFAULT_PAGE_SIZE = 100
+MAX_DETAILS = 1000
 MAX_PAGE_SIZE = 1000
 
 
@@ -94,6 +95,10 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+        # Details travel in a trailer; one that quotes a huge hostile value would exceed the client's
+        # metadata limit and turn a precise status into an opaque transport error.
+        if len(message) > MAX_DETAILS:
+            message = message[:MAX_DETAILS] + "..."
         context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
 

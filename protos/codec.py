@@ -107,6 +107,8 @@ def loads_object(text: str, what: str, default: dict[str, Any] | None = None) ->
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise WireError(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise WireError(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise WireError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
