@@ -26,68 +26,117 @@ class WireError(ValueError):
 
 
 class SpecLike(Protocol):
-    name: str
-    space: str
-    population_size: int
-    sample_size: int
-    evaluations: int
-    seed: int
-    algorithm: str
-    mutation: dict[str, Any]
-    objective: dict[str, Any]
-    training: dict[str, Any]
-    lease_timeout_s: float
-    max_attempts: int
+    @property
+    def name(self) -> str: ...
+    @property
+    def space(self) -> str: ...
+    @property
+    def population_size(self) -> int: ...
+    @property
+    def sample_size(self) -> int: ...
+    @property
+    def evaluations(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def mutation(self) -> dict[str, Any]: ...
+    @property
+    def objective(self) -> dict[str, Any]: ...
+    @property
+    def training(self) -> dict[str, Any]: ...
+    @property
+    def lease_timeout_s(self) -> float: ...
+    @property
+    def max_attempts(self) -> int: ...
+
 
 
 class ExperimentLike(Protocol):
     @property
     def spec(self) -> Any: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def proposals(self) -> int: ...
+    @property
+    def completed(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
 
-    id: int
-    state: str
-    created_at: float
-    proposals: int
-    completed: int
-    failed: int
-    rejected: int
 
 
 class LeaseLike(Protocol):
-    experiment: str
-    individual_id: int
-    proposal_seq: int
-    token: str
-    deadline: float
-    attempt: int
-    genome: dict[str, Any]
-    space: str
-    seed: int
-    training: dict[str, Any]
-    parent_seq: int | None
-    mutation: str
+    @property
+    def experiment(self) -> str: ...
+    @property
+    def individual_id(self) -> int: ...
+    @property
+    def proposal_seq(self) -> int: ...
+    @property
+    def token(self) -> str: ...
+    @property
+    def deadline(self) -> float: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def genome(self) -> dict[str, Any]: ...
+    @property
+    def space(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def training(self) -> dict[str, Any]: ...
+    @property
+    def parent_seq(self) -> int | None: ...
+    @property
+    def mutation(self) -> str: ...
+
 
 
 class NoWorkLike(Protocol):
-    done: bool
-    retry_after_s: float
-    message: str
+    @property
+    def done(self) -> bool: ...
+    @property
+    def retry_after_s(self) -> float: ...
+    @property
+    def message(self) -> str: ...
+
 
 
 class MetricsLike(Protocol):
-    accuracy: float
-    latency_ms: float | None
-    params: int | None
-    mult_adds: int | None
-    train_seconds: float
-    compile_seconds: float
-    fits_on_chip: bool | None
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def latency_ms(self) -> float | None: ...
+    @property
+    def params(self) -> int | None: ...
+    @property
+    def mult_adds(self) -> int | None: ...
+    @property
+    def train_seconds(self) -> float: ...
+    @property
+    def compile_seconds(self) -> float: ...
+    @property
+    def fits_on_chip(self) -> bool | None: ...
+
 
 
 class WorkerLike(Protocol):
-    worker_id: str
-    host: str
-    evaluator: str
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def evaluator(self) -> str: ...
+
 
 
 # --- JSON fields ----------------------------------------------------------------------------------
