@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -54,10 +54,16 @@ def readonly_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we say BEGIN ourselves (below), the driver stays out of it
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             cur.execute("PRAGMA query_only=1")  # belt and braces: refuse writes even through a writable handle
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # A deferred read transaction: every query of one status document sees the same snapshot.
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     if backend == "postgresql":
@@ -90,13 +96,25 @@ class ReadOnlyDatabase:
             raise StoreUnavailable(f"database unavailable: {' '.join(str(exc.orig).split())}") from None
 
     def front_points(self, experiment_id: int) -> list[FrontPoint]:
-        """Every completed individual with an accuracy and a latency, in completion order (one narrow scan)."""
-        stmt = (
-            select(I.c.proposal_seq, I.c.fingerprint, I.c.accuracy, I.c.latency_ms)
-            # Completed rows are exactly those with a completion rank: that term walks the partial rank index.
+        """The non-dominated completed individuals (accuracy up, latency down), by latency.
+
+        The database walks the completed rows by latency and keeps each one more accurate than every
+        faster one (a window maximum), so only the front crosses the wire. Of points with equal
+        accuracy and latency, one is kept.
+        """
+        faster_best = func.max(I.c.accuracy).over(order_by=(I.c.latency_ms, I.c.accuracy.desc(), I.c.proposal_seq),
+                                                  rows=(None, -1))
+        # Completed rows are exactly those with a completion rank: that term walks the partial rank index.
+        rows = (
+            select(I.c.proposal_seq, I.c.fingerprint, I.c.accuracy, I.c.latency_ms, faster_best.label("faster_best"))
             .where(I.c.experiment_id == experiment_id, I.c.completion_rank.is_not(None), I.c.latency_ms.is_not(None),
                    I.c.accuracy.is_not(None))
-            .order_by(I.c.completion_rank)
+            .subquery()
+        )
+        stmt = (
+            select(rows.c.proposal_seq, rows.c.fingerprint, rows.c.accuracy, rows.c.latency_ms)
+            .where(or_(rows.c.faster_best.is_(None), rows.c.accuracy > rows.c.faster_best))
+            .order_by(rows.c.latency_ms)
         )
         with self.connection() as conn:
             return [FrontPoint(int(s), f, float(a), float(lat)) for s, f, a, lat in conn.execute(stmt)]

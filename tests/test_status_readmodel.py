@@ -1,0 +1,191 @@
+"""The read model: the status document from a database opened read-only, time travel by folding the log,
+and ``amoeba status --db``: it agrees with the service, conforms to the schema and never writes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.main import main
+from db import StoreError
+from genome import parse_genome
+from orchestrator.domain import ExperimentSpec, InvalidArgument, Lease, NotFound, ReportedMetrics, WorkerInfo
+from orchestrator.readmodel import ReadModel
+from orchestrator.service import OrchestratorServiceImpl, open_service
+from tables.nb201 import load_table
+from ui.schema import snapshot_problems
+
+_TABLE = None
+
+
+class Clock:
+    """A clock that moves on by ``step`` seconds at every reading: timestamps are distinct and reproducible."""
+
+    def __init__(self, start: float = 1_800_000_000.0, step: float = 0.25) -> None:
+        self.now, self.step = start, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def _metrics(genome: dict[str, Any]) -> ReportedMetrics:
+    global _TABLE
+    _TABLE = _TABLE or load_table(None)
+    g = parse_genome(genome, "nb201")
+    # A made-up latency from the table's cost, so that the accuracy/latency front has something to show.
+    return ReportedMetrics(accuracy=_TABLE.get(g, "c10v_valid_acc_12ep") / 100.0,
+                           latency_ms=round(_TABLE.get(g, "est_cost_12ep_sec") / 100.0, 3))
+
+
+def build_experiment(url: str, name: str = "exp", evaluations: int = 80, seed: int = 5,
+                     clock: Clock | None = None, incidents: bool = True) -> OrchestratorServiceImpl:
+    """Run an NB201 experiment to completion through the service with two workers; with ``incidents``,
+    one lease expires (requeued), one is released, one evaluation fails for good. Returns the service
+    (open: close its store)."""
+    clock = clock or Clock()
+    service = open_service(url, clock=clock)
+    service.create_experiment(ExperimentSpec(name=name, space="nb201", population_size=10, sample_size=3,
+                                             evaluations=evaluations, seed=seed, mutation={"type": "edge_op"},
+                                             lease_timeout_s=5.0))
+    workers = [WorkerInfo("w-a", "host-a", "table"), WorkerInfo("w-b", "host-b", "table")]
+    step = 0
+    while True:
+        worker = workers[step % 2]
+        lease = service.lease(worker, name)
+        if not isinstance(lease, Lease):
+            assert lease.done or step < 10_000
+            if lease.done:
+                return service
+            clock.now += 6.0  # the lost lease expires; the next call requeues it
+            continue
+        step += 1
+        if incidents and step == 15:
+            clock.now += 0.1  # w-a goes silent holding this lease
+            continue
+        if incidents and step == 20:
+            service.release(lease.individual_id, lease.token, worker.worker_id)
+            continue
+        if incidents and step == 25:
+            service.fail(lease.individual_id, lease.token, worker.worker_id, "out of memory")
+            continue
+        service.report(lease.individual_id, lease.token, worker.worker_id, _metrics(lease.genome))
+
+
+@pytest.fixture
+def built(sqlite_url: str) -> str:
+    service = build_experiment(sqlite_url)
+    service.store.close()
+    return sqlite_url
+
+
+def test_status_from_the_database_is_the_services_document_plus_the_whole_front(built: str) -> None:
+    live = open_service(built)
+    try:
+        expected = live.status("exp")
+    finally:
+        live.store.close()
+    with ReadModel(built) as model:
+        doc = model.status("exp")
+    assert snapshot_problems(doc) == []
+    for key in expected:
+        if key not in ("pareto", "generated_at", "workers"):
+            assert doc[key] == expected[key], key
+    assert [w["worker_id"] for w in doc["workers"]] == ["w-a", "w-b"]
+    assert (doc["completed"], doc["failed"], doc["state"]) == (80, 1, "done")
+    # The service shows the population and the top; the database view adds the non-dominated points of everyone.
+    def points(ps: list[dict[str, Any]]) -> set[tuple[str, float, float]]:
+        return {(p["fingerprint"], p["accuracy"], p["latency_ms"]) for p in ps}
+
+    assert points(expected["pareto"]) < points(doc["pareto"])
+    front = [p for p in doc["pareto"] if p["on_front"]]
+    assert front
+    with sqlite3.connect(built.removeprefix("sqlite:///")) as conn:
+        rows = conn.execute("SELECT accuracy, latency_ms FROM individuals WHERE state = 'completed'").fetchall()
+    for p in front:  # nothing completed dominates a point shown on the front
+        assert not any(a >= p["accuracy"] and lat <= p["latency_ms"] and (a, lat) != (p["accuracy"], p["latency_ms"])
+                       for a, lat in rows)
+
+
+def test_time_travel_at_the_last_event_is_the_present_and_earlier_events_fold_exactly(built: str) -> None:
+    with ReadModel(built) as model:
+        now = model.status("exp", top_k=5)
+        exp = model.experiment("exp")
+        last = model.status_at(exp.event_seq, "exp", top_k=5)
+        assert snapshot_problems(last) == []
+        for key in ("completed", "failed", "rejected", "target", "proposals", "queued", "leased", "best", "population",
+                    "best_so_far", "top", "state", "seq"):
+            assert last[key] == now[key], key
+        assert {w["worker_id"]: w["evaluations"] for w in last["workers"]} == {
+            w["worker_id"]: w["evaluations"] for w in now["workers"]}
+        # Walk the log: the completed count at each event is the number of completion events so far.
+        with sqlite3.connect(built.removeprefix("sqlite:///")) as conn:
+            kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY seq")]
+        for seq in (1, 2, 17, len(kinds) // 2, len(kinds) - 1):
+            doc = model.status_at(seq, "exp")
+            assert snapshot_problems(doc) == []
+            assert doc["seq"] == seq
+            assert doc["completed"] == kinds[:seq].count("completed")
+            assert doc["failed"] == kinds[:seq].count("failed")
+            assert doc["population"]["size"] == min(10, doc["completed"])
+            assert doc["state"] == ("done" if "experiment_done" in kinds[:seq] else "running")
+        # The expired lease was put back in the queue before someone took it again.
+        expired = kinds.index("expired") + 1
+        assert model.status_at(expired, "exp")["queued"] == 1
+        with pytest.raises(InvalidArgument, match="between 1 and"):
+            model.status_at(exp.event_seq + 1, "exp")
+
+
+def test_the_read_model_cannot_write(built: str) -> None:
+    path = Path(built.removeprefix("sqlite:///"))
+    before = path.read_bytes()
+    with ReadModel(built) as model:
+        exp_id = model.experiment("exp").id
+        with pytest.raises((StoreError, sqlite3.Error)) as exc_info, model.db.store.transaction() as tx:
+            tx.update_experiment(exp_id, {"state": "paused"})
+    assert "readonly" in str(exc_info.value).replace(" ", "").lower() or "read-only" in str(exc_info.value).lower()
+    assert path.read_bytes() == before
+
+
+def test_unknown_names_and_missing_files_are_errors(built: str, tmp_path: Path) -> None:
+    with ReadModel(built) as model:
+        with pytest.raises(NotFound):
+            model.status("nope")
+        assert model.experiment(None).name == "exp"
+        with pytest.raises(InvalidArgument):
+            model.status("exp", top_k=-1)
+    with pytest.raises(FileNotFoundError):
+        ReadModel(str(tmp_path / "missing.db"))
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def test_amoeba_status_db_json_top_and_view(built: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "status", "--db", built, "--json", "--top", "25")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert snapshot_problems(doc) == [] and len(doc["top"]) == 25
+    fits = [t["fitness"] for t in doc["top"]]
+    assert fits == sorted(fits, reverse=True) and doc["best"]["fitness"] == fits[0]
+    code, out, err = _run(capsys, "status", "--db", built, "--experiment", "exp", "--top", "3")
+    assert code == 0, err
+    assert "completed 80 / 80" in out and "w-a" in out
+    for args, message in [
+        (("status",), "give either --server HOST:PORT or --db URL"),
+        (("status", "--db", built, "--experiment", "zz"), "no experiment named 'zz'"),
+        (("status", "--db", built + ".missing"), "no database file"),
+        (("status", "--db", built, "--top", "5000"), "--top must be between 0 and 1000"),
+        (("status", "--db", built, "--watch", "--json"), "use --json without --watch"),
+    ]:
+        code, out, err = _run(capsys, *args)
+        assert code == 2 and err.startswith("amoeba: error:") and message in err and len(err.splitlines()) == 1, err
