@@ -12,7 +12,7 @@ from genome import get_space, parse_genome
 from tests.fixtures_data import write_cifar_archive
 from worker.evaluator import EvaluationFailed, Metrics, WorkItem
 from worker.evaluators import build_evaluator
-from worker.training.errors import DatasetUnavailable
+from worker.training.errors import DataError, DatasetUnavailable
 from worker.training.evaluator import TrainEvaluator, short_seed
 
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
@@ -87,3 +87,29 @@ def test_seeds_fold_into_31_bits() -> None:
     assert short_seed(0) == 0
     assert 0 <= short_seed(2**63 - 1) < 2**31
     assert short_seed(5) != short_seed(5 + 2**40)
+
+
+def test_imagenet_through_the_evaluator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ImageNet path end to end (a stand-in network keeps it cheap); bad data met while training fails it."""
+    from tests.fixtures_data import write_imagenet_folders
+    from tests.test_training_loop import SmallNet
+
+    root = write_imagenet_folders(tmp_path / "imagenet", train_per_class=8, val_per_class=2)
+    monkeypatch.setattr(TrainEvaluator, "_model", lambda self, genome, config, n: SmallNet(num_classes=n))
+    monkeypatch.setattr(TrainEvaluator, "_mult_adds", lambda self, genome, config, n: None)
+    evaluator = TrainEvaluator(str(root), compilation_cache=False, latency=False)
+    training = {"preset": "tiny", "dataset": "imagenet", "batch_size": 8, "epochs": 1}
+    genome = {"space": "nb201", "arch": NB201_ARCH}
+    metrics = evaluator.evaluate(item(genome, training), threading.Event())
+    assert 0.0 <= metrics.accuracy <= 1.0 and metrics.extra["steps"] == 3
+    # Bad data found while streaming (an undecodable JPEG met mid-epoch) fails the individual with the reason.
+    import worker.training.evaluator as evaluator_module
+
+    def undecodable(*args: object, **kwargs: object) -> None:
+        raise DataError(f"cannot decode {root}/train/n01443537/zz_broken.JPEG: cannot identify image file")
+
+    monkeypatch.setattr(evaluator_module, "train_and_evaluate", undecodable)
+    with pytest.raises(EvaluationFailed, match=r"^bad data: cannot decode .*zz_broken\.JPEG"):
+        evaluator.evaluate(item(genome, training), threading.Event())
+    with pytest.raises(DatasetUnavailable, match="ImageNet needs --data-dir"):
+        TrainEvaluator(None, compilation_cache=False).evaluate(item(genome, training), threading.Event())

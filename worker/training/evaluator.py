@@ -113,7 +113,12 @@ class TrainEvaluator:
         except DataError as exc:
             raise EvaluationFailed(f"bad data: {exc}") from None
         model = self._model(genome, config, data.num_classes)
-        result = train_and_evaluate(model, data, config, short_seed(item.seed), stop)
+        try:
+            result = train_and_evaluate(model, data, config, short_seed(item.seed), stop)
+        except DatasetUnavailable:
+            raise
+        except DataError as exc:  # found while streaming (an undecodable JPEG, ...)
+            raise EvaluationFailed(f"bad data: {exc}") from None
         stats_start = time.perf_counter()
         mult_adds = self._mult_adds(genome, config, data.num_classes)
         latency_ms, fits = self._latency(genome, config, data.num_classes)
@@ -186,8 +191,11 @@ class TrainEvaluator:
         if key not in self._stats:
             from nets.build import model_stats
 
-            stats = model_stats(genome, config.cells, config.filters, config.dataset,
-                                image_size=config.image_size, num_classes=num_classes)
+            try:
+                stats = model_stats(genome, config.cells, config.filters, config.dataset,
+                                    image_size=config.image_size, num_classes=num_classes)
+            except ValueError:
+                return None  # the count is informative; the trained accuracy still stands
             self._stats[key] = (stats.params, stats.mult_adds)
         return self._stats[key][1]
 
