@@ -485,7 +485,8 @@ class OrchestratorServiceImpl:
             raise FailedPrecondition(
                 f"experiment {exp.name} is done ({exp.completed} evaluations); {action} of individual {individual_id} is not needed"
             )
-        if ind.state != "leased" or not secrets.compare_digest(ind.lease_token or "", token):
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters (a forged token may have them).
+        if ind.state != "leased" or not secrets.compare_digest((ind.lease_token or "").encode(), token.encode()):
             raise FailedPrecondition(f"the lease on individual {individual_id} is no longer yours (expired and re-issued)")
         if ind.lease_deadline is None or ind.lease_deadline < now:
             raise FailedPrecondition(f"the lease on individual {individual_id} expired")
