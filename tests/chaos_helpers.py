@@ -358,17 +358,20 @@ def replay_verify(url: str, name: str) -> dict[str, Any]:
     return result
 
 
-def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(url_or_engine: Any) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, sorted: two equal snapshots mean the database did not change."""
     from sqlalchemy import text
 
-    engine = db.open_store(url).engine  # type: ignore[attr-defined]
+    from db.engine import make_engine
+
+    engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     try:
         with engine.connect() as conn:
-            return {t: sorted(tuple(r) for r in conn.execute(text(f"SELECT * FROM {t}")))
+            return {t: sorted((tuple(r) for r in conn.execute(text(f"SELECT * FROM {t}"))), key=repr)
                     for t in ("experiments", "individuals", "events", "workers")}
     finally:
-        engine.dispose()
+        if isinstance(url_or_engine, str):
+            engine.dispose()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
