@@ -38,6 +38,7 @@ def worker(
     data_dir: Annotated[str | None, typer.Option(envvar="AMOEBA_DATA_DIR", help="dataset folder (train evaluator)")] = None,
     table: Annotated[str | None, typer.Option(help="NB201 table CSV (table evaluator; default: the shipped one)")] = None,
     sleep: Annotated[str | None, typer.Option(help="table evaluator: pretend to train SECONDS or LOW,HIGH seconds each")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="without --experiment: wait for new experiments instead of exiting when none is running")] = False,
     max_evaluations: Annotated[int | None, typer.Option(help="exit after this many evaluations")] = None,
     give_up_after: Annotated[float, typer.Option(help="exit when the server stays unreachable this many seconds")] = 600.0,
     token: TokenOpt = None,
@@ -55,6 +56,8 @@ def worker(
     from worker.evaluators import EVALUATORS, UnknownEvaluator, build_evaluator, fatal_errors
     from worker.loop import Backoff, ServerUnreachable, Worker, WorkerConfig
 
+    if wait and experiment:
+        raise UserError("--wait is for workers without --experiment (a finished experiment stays finished)")
     if evaluator not in EVALUATORS:
         raise UserError(f"unknown evaluator {evaluator!r}; expected one of {', '.join(EVALUATORS)}")
     if max_evaluations is not None and max_evaluations < 1:
@@ -77,7 +80,7 @@ def worker(
     client = make_client(server, token, tls_ca, tls_cert, tls_key, tls_server_name)
     config = WorkerConfig(
         experiment=experiment, max_evaluations=max_evaluations, worker_id=worker_id or "",
-        backoff=Backoff(give_up_after_s=give_up_after),
+        backoff=Backoff(give_up_after_s=give_up_after), wait_for_work=wait,
     )
     loop = Worker(client, chosen, config)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -93,6 +93,24 @@ def test_without_an_experiment_it_moves_on_to_the_next_one(service: Counting, se
     assert states(service, "first") == {"completed": 5} and states(service, "second") == {"completed": 4}
 
 
+def test_a_waiting_worker_picks_up_experiments_created_later(service: Counting, server: RunningServer) -> None:
+    client = OrchestratorClient(server.address, rpc_timeout_s=10)
+    worker = Worker(client, TableEvaluator(), WorkerConfig(wait_for_work=True, max_idle_wait_s=0.05))
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(worker.run()))
+    thread.start()
+    time.sleep(0.3)
+    assert thread.is_alive()  # nothing is running, yet it waits
+    create(service, "late", evaluations=3)
+    deadline = time.time() + 20
+    while service.inner.get_experiment("late").state != "done" and time.time() < deadline:
+        time.sleep(0.05)
+    worker.request_stop()
+    thread.join(10)
+    client.close()
+    assert result[0].evaluated == 3 and result[0].exit_reason == "stopped"
+
+
 def test_max_evaluations_leaves_nothing_leased(service: Counting, server: RunningServer) -> None:
     create(service, evaluations=50)
     _, summary = run_worker(server, experiment="exp", max_evaluations=3)

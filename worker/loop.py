@@ -63,6 +63,8 @@ class WorkerConfig:
     worker_id: str = ""
     backoff: Backoff = Backoff()
     max_idle_wait_s: float = 5.0  # cap on the server's retry_after hint
+    # Without an experiment: keep polling when none is running instead of exiting (long-lived pools).
+    wait_for_work: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +178,11 @@ class Worker:
                 return None
             if isinstance(got, WorkLease):
                 return got
-            if got.done:
+            if got.done and not (self.config.wait_for_work and self.config.experiment is None):
                 log.info("nothing left to do: %s", got.message or "done")
                 return None
-            self.stop.wait(min(max(got.retry_after_s, 0.01), self.config.max_idle_wait_s))
+            pause = self.config.max_idle_wait_s if got.done else got.retry_after_s
+            self.stop.wait(min(max(pause, 0.01), self.config.max_idle_wait_s))
         return None
 
     def run(self) -> WorkerSummary:
