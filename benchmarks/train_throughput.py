@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -186,10 +187,10 @@ def bench_torch(args: argparse.Namespace, genome: Any, threads: int) -> dict[str
         loss = torch.nn.functional.cross_entropy(model(x), labels)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
 
     seconds = _best_and_mean(run, args.warmup, args.steps)
-    if not all(map(lambda v: v == v and abs(v) != float("inf"), losses)):
+    if not all(math.isfinite(v) for v in losses):
         raise SystemExit("amoeba: error: the PyTorch train step produced a non-finite loss")
     return {"images_per_s": args.batch / seconds, "step_ms": seconds * 1e3, "params": count_params(model)}
 
@@ -212,53 +213,61 @@ LAYERS = [
 
 
 def bench_layers(args: argparse.Namespace, threads: int) -> list[dict[str, Any]]:
-    import jax
-    import jax.numpy as jnp
     import numpy as np
-
-    from nets import fastconv
 
     try:
         import torch
     except ImportError:
-        torch = None  # type: ignore[assignment]
+        torch = None
     else:
         torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
-    n, size = args.batch, args.image_size
     rows = []
-    for name, kind, (kh, kw), s, d, c in LAYERS:
-        x_np = rng.standard_normal((n, size, size, c)).astype(np.float32)
-        k_np = (rng.standard_normal((kh, kw, 1 if kind == "depthwise" else c, c)) * 0.1).astype(np.float32)
-        x, k = jnp.asarray(x_np), jnp.asarray(k_np)
+    for name, kind, kernel, stride, dilation, channels in LAYERS:
+        x = rng.standard_normal((args.batch, args.image_size, args.image_size, channels)).astype(np.float32)
+        k = (rng.standard_normal((*kernel, 1 if kind == "depthwise" else channels, channels)) * 0.1).astype(np.float32)
         row: dict[str, Any] = {"layer": name}
         for impl in ("xla", "fast"):
-            fn = fastconv.depthwise_conv2d if kind == "depthwise" else fastconv.conv2d
-
-            def loss(x: jax.Array, k: jax.Array, fn: Any = fn, impl: str = impl) -> jax.Array:
-                return jnp.sum(fn(x, k, (s, s), "SAME", (d, d), impl=impl) ** 2)
-
-            grad = jax.jit(jax.grad(loss, (0, 1)))
-            row[f"{impl}_ms"] = 1e3 * _best_of(lambda grad=grad: jax.block_until_ready(grad(x, k)), args.steps)
-        if torch is not None:
-            xt = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
-            groups = c if kind == "depthwise" else 1
-            wt = torch.from_numpy(k_np).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
-            pad = (d * (kh - 1) // 2, d * (kw - 1) // 2)
-
-            def torch_step(xt: Any = xt, wt: Any = wt, pad: Any = pad, groups: int = groups) -> None:
-                y = torch.nn.functional.conv2d(xt, wt, None, s, pad, d, groups)
-                (y * y).sum().backward()
-                xt.grad = None
-                wt.grad = None
-
-            row["torch_ms"] = 1e3 * _best_of(torch_step, args.steps)
-        else:
-            row["torch_ms"] = None
+            row[f"{impl}_ms"] = _jax_layer_ms(x, k, kind, stride, dilation, impl, args.steps)
+        row["torch_ms"] = _torch_layer_ms(torch, x, k, kind, stride, dilation, args.steps) if torch else None
         rows.append(row)
         if not args.json:
             print(" ".join(f"{key}={_fmt(value)}" for key, value in row.items()), flush=True)
     return rows
+
+
+def _jax_layer_ms(x_np: Any, k_np: Any, kind: str, stride: int, dilation: int, impl: str, runs: int) -> float:
+    """Forward plus input and weight gradient of one nets.fastconv layer, best of ``runs``, in ms."""
+    import jax
+    import jax.numpy as jnp
+
+    from nets import fastconv
+
+    fn = fastconv.depthwise_conv2d if kind == "depthwise" else fastconv.conv2d
+
+    def loss(x: jax.Array, k: jax.Array) -> jax.Array:
+        return jnp.sum(fn(x, k, (stride, stride), "SAME", (dilation, dilation), impl=impl) ** 2)  # type: ignore[arg-type]
+
+    grad = jax.jit(jax.grad(loss, (0, 1)))
+    x, k = jnp.asarray(x_np), jnp.asarray(k_np)
+    return 1e3 * _best_of(lambda: jax.block_until_ready(grad(x, k)), runs)
+
+
+def _torch_layer_ms(torch: Any, x_np: Any, k_np: Any, kind: str, stride: int, dilation: int, runs: int) -> float:
+    """The same layer in PyTorch (NCHW, symmetric padding), best of ``runs``, in ms."""
+    xt = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
+    wt = torch.from_numpy(k_np).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
+    groups = x_np.shape[3] if kind == "depthwise" else 1
+    kh, kw = k_np.shape[:2]
+    pad = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+
+    def step() -> None:
+        y = torch.nn.functional.conv2d(xt, wt, None, stride, pad, dilation, groups)
+        (y * y).sum().backward()
+        xt.grad = None
+        wt.grad = None
+
+    return 1e3 * _best_of(step, runs)
 
 
 def _best_of(fn: Callable[[], Any], runs: int) -> float:
