@@ -23,7 +23,9 @@ LIGHT = parse_genome({
                                 [[4, "identity"], [5, "max_pool_3x3"]]]},
     "reduction": {"combinations": [[[0, "max_pool_3x3"], [1, "avg_pool_3x3"]], [[2, "identity"], [0, "identity"]],
                                    [[3, "max_pool_3x3"], [2, "identity"]], [[4, "identity"], [1, "max_pool_3x3"]],
-                                   [[5, "avg_pool_3x3"], [3, "identity"]]]},
+                                   [[5, "avg_pool_3x3"], [3, "identity"]]],
+                  # an input state in a reduction cell's output must itself be reduced first
+                  "extra_outputs": [1]},
 })
 
 
@@ -73,6 +75,7 @@ def test_scanned_and_unrolled_cells_compute_the_same_function() -> None:
     assert {"stem_conv", "stack1_cell1", "stack1_cell2", "stack1_cells3to3", "reduction1", "reduction2",
             "stack3_cells3to3", "classifier"} <= set(params)
     assert "comb0_left_sep_conv_3x3" in params["stack1_cell2"]
+    assert "out1_reduce" in params["reduction1"] and "out1_reduce" not in params["stack1_cell1"]
     assert params["stack2_cells3to3"]["comb0_left_sep_conv_3x3"]["sep1"]["pointwise"]["kernel"].shape == (1, 1, 1, 8, 8)
 
     def unstack(tree):
