@@ -165,7 +165,8 @@ def _bind(server: Any, config: ServerConfig) -> int:
     try:
         port = server.add_secure_port(address, _credentials(config.tls)) if config.tls else server.add_insecure_port(address)
     except RuntimeError as exc:
-        raise ServerConfigError(f"cannot listen on {address}: {exc}") from None
+        # grpc's message ends in advice about GRPC_VERBOSITY; the likely causes help a user more.
+        raise ServerConfigError(f"cannot listen on {address}: {str(exc).split(';')[0]} (port in use, or not a local address?)") from None
     if port == 0:
         raise ServerConfigError(f"cannot listen on {address} (in use or not a local address)")
     return int(port)
@@ -222,13 +223,22 @@ class RunningServer:
         self._database_up = True
         self._database_lock = threading.Lock()
         servicer = OrchestratorServicer(service, on_database=self._database_state)
-        if config.mode == "aio":
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, name="amoeba-aio", daemon=True)
-            self._thread.start()
-            self.port = asyncio.run_coroutine_threadsafe(self._start_aio(servicer), self._loop).result()
-        else:
-            self._start_sync(servicer)
+        try:
+            if config.mode == "aio":
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="amoeba-aio", daemon=True)
+                self._thread.start()
+                self.port = asyncio.run_coroutine_threadsafe(self._start_aio(servicer), self._loop).result()
+            else:
+                self._start_sync(servicer)
+        except BaseException:
+            # Could not bind (port taken, bad address): leave no loop thread or pool behind.
+            if config.mode == "aio":
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join()
+                self._loop.close()
+            self._pool.shutdown(wait=False)
+            raise
 
     # --- asyncio server -------------------------------------------------------------------------------
 
