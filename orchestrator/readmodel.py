@@ -1,8 +1,8 @@
 """The status document, time travel and export records straight from a database, opened read-only.
 
 ``status`` is the service's own snapshot (the same document a server answers) over a read-only store,
-with the top K asked for and, on ``pareto``, the true accuracy/latency front of every completed
-individual added to the population and the top. ``status_at`` folds the event log up to one event
+with the top K asked for and, on ``pareto``, the accuracy/latency front of the latest FRONT_WINDOW
+completions (all of them in smaller experiments) added to the population and the top. ``status_at`` folds the event log up to one event
 into the same document. Everything here reads; nothing writes.
 """
 
@@ -27,6 +27,8 @@ from ui.derive import pareto_flags
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 1000
 PAGE = 10_000
+#: Completions whose accuracy/latency front ``status`` computes: all of them up to this many, else the latest.
+FRONT_WINDOW = 10_000
 
 
 def _summary(space: Any, genome_json: str) -> str:
@@ -90,7 +92,8 @@ class ReadModel:
                  "parent_seq": r.parent_seq, "age": last - (r.completion_rank or 0)}
                 for r in rows
             ]
-        doc["pareto"] = _with_front(doc["pareto"], self.db.front_points(exp.id))
+        # The whole front while that is cheap; past FRONT_WINDOW completions, the front of the latest ones.
+        doc["pareto"] = _with_front(doc["pareto"], self.db.front_points(exp.id, max(0, exp.completed - FRONT_WINDOW)))
         return doc
 
     def status_at(self, seq: int, name: str | None = None, top_k: int = DEFAULT_TOP_K) -> dict[str, Any]:
