@@ -19,13 +19,13 @@ import pytest
 
 from tests.fixtures_data import cifar_images, write_cifar_archive
 from worker.evaluator import EvaluationCancelled, EvaluationFailed
+from worker.training import loop
 from worker.training.augment import CIFAR_MEAN, CIFAR_STD, random_crop_flip, resize_area
 from worker.training.data_cifar import load_cifar10
 from worker.training.datasets import ArrayData
 from worker.training.errors import DataError
 from worker.training.loop import PRNG_IMPL, train_and_evaluate
 from worker.training.presets import PRESETS, TrainingConfigError, resolve_training
-from worker.training.sharding import DataParallel
 from worker.training.train import kernel_mask
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,10 +107,11 @@ def test_stop_event_cancels_between_steps(fixture_data: ArrayData) -> None:
 
 
 def test_out_of_memory_is_a_failure_with_the_reason(fixture_data: ArrayData, monkeypatch: pytest.MonkeyPatch) -> None:
-    def put_batch(self: DataParallel, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
+    # Raised where XLA raises it, while the parameters are being allocated (before any compilation).
+    def init_state(*args: object) -> None:
         raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8.00GiB.")
 
-    monkeypatch.setattr(DataParallel, "put_batch", put_batch)
+    monkeypatch.setattr(loop, "init_state", init_state)
     with pytest.raises(EvaluationFailed, match=r"^out of memory: RESOURCE_EXHAUSTED: Out of memory while trying"):
         train_and_evaluate(SmallNet(), fixture_data, resolve_training({"preset": "tiny", "epochs": 1}), seed=0)
 
@@ -213,7 +214,8 @@ def test_data_parallel_over_two_host_devices(tmp_path: Path) -> None:
         from worker.training.augment import CIFAR_MEAN, CIFAR_STD, resize_area
         from worker.training.data_cifar import load_cifar10
         from worker.training.datasets import ArrayData
-        from worker.training.loop import PRNG_IMPL, train_and_evaluate
+        from worker.training import loop
+from worker.training.loop import PRNG_IMPL, train_and_evaluate
         from worker.training.presets import resolve_training
         from worker.training.sharding import data_parallel
         from pathlib import Path
@@ -246,3 +248,16 @@ def test_imagenet_folders_feed_the_same_loop(tmp_path: Path) -> None:
     result = train_and_evaluate(SmallNet(num_classes=3), data, config, seed=0)
     assert result.steps == 4 * (36 // 8)
     assert result.accuracy > 0.6  # 3 colour classes: chance is 1/3
+
+
+@pytest.mark.parametrize("name", ["tiny", "amoebanet-search", "nb201-12ep"])
+def test_shipped_training_configs_parse_and_resolve(name: str) -> None:
+    from configs import load_config
+    from orchestrator.config import parse_spec
+
+    spec = parse_spec(load_config(name))
+    assert resolve_training(spec.training).preset == name
+    if name == "tiny":
+        assert spec.evaluations == 6 and spec.space == "nasnet"
+    if name == "amoebanet-search":
+        assert (spec.population_size, spec.sample_size, spec.evaluations) == (100, 25, 20000)
