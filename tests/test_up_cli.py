@@ -203,3 +203,12 @@ def test_up_refuses_to_resume_an_experiment_with_another_config(
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2
     assert "exists with another config (evaluations 300 -> 42)" in err and "--name NEW" in err
+
+
+def test_one_worker_per_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.up import local_accelerators
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    assert local_accelerators() == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "2"}]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # set but empty: CUDA sees no GPU
+    assert all("CUDA_VISIBLE_DEVICES" not in env for env in local_accelerators())
