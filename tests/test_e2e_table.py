@@ -94,6 +94,8 @@ def test_four_worker_processes_run_an_nb201_experiment_to_completion(sqlite_url:
         assert sorted(r.proposal_seq for r in rows) == list(range(C))
         assert {r.state for r in rows} == {"completed"}
         assert all(r.accuracy is not None and 0 < r.accuracy < 1 for r in rows)
+        # Workers report the simulated Edge TPU latency with every result (NB201 cells: about 1 ms).
+        assert all(r.latency_ms is not None and 0.5 < r.latency_ms < 3.0 and r.fits_on_chip for r in rows)
         # The population is the last P members to complete, whatever order the workers reported in.
         by_completion = sorted(rows, key=lambda r: r.completion_rank)
         assert [r.completion_rank for r in by_completion] == list(range(C))

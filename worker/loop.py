@@ -10,6 +10,8 @@ loop carries on. ``request_stop`` (SIGTERM) cancels the running evaluation and r
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import random
@@ -23,6 +25,8 @@ from typing import Literal, TypeVar
 
 import grpc
 
+from genome import GenomeError, parse_genome
+from latency.settings import LatencySettings, latency_of, resolve_settings
 from worker.client import TRANSIENT, NoWorkNow, OrchestratorClient, WorkerIdentity, WorkLease
 from worker.evaluator import EvaluationCancelled, EvaluationFailed, Evaluator, Metrics
 
@@ -133,6 +137,7 @@ class Worker:
         self._cancel = threading.Event()
         self._rng = random.Random(seed)
         self._counts = {"evaluated": 0, "failed": 0, "dropped": 0, "released": 0}
+        self._latency_settings: dict[str, LatencySettings | None] = {}
 
     @property
     def worker_id(self) -> str:
@@ -252,7 +257,35 @@ class Worker:
             self._release(lease)
             return None
         lease_next = lease_next and not self.stop.is_set()
+        metrics = self._with_latency(lease, metrics)
         return self._settle(lease, "report", lambda: self.client.report(lease, self.worker_id, metrics, lease_next))
+
+    def _with_latency(self, lease: WorkLease, metrics: Metrics) -> Metrics:
+        """Every report carries the simulated Edge TPU latency (for the network the experiment's objective names)."""
+        if metrics.latency_ms is not None:
+            return metrics
+        settings = self._settings_for(lease)
+        if settings is None:
+            return metrics
+        try:
+            latency_ms, fits = latency_of(parse_genome(lease.genome, lease.space), settings)
+        except (GenomeError, ValueError) as exc:
+            log.warning("no latency estimate for individual %d: %s", lease.individual_id, exc)
+            return metrics
+        return dataclasses.replace(metrics, latency_ms=latency_ms, fits_on_chip=fits)
+
+    def _settings_for(self, lease: WorkLease) -> LatencySettings | None:
+        """The experiment objective's latency settings (space defaults when it names none), fetched once."""
+        if lease.experiment not in self._latency_settings:
+            settings: LatencySettings | None = None
+            try:
+                exp = self._retrying("experiment", lambda: self.client.get_experiment(lease.experiment))
+                objective = json.loads(exp.spec.objective_json or "{}")
+                settings = resolve_settings(lease.space, objective.get("latency") if isinstance(objective, dict) else None)
+            except (grpc.RpcError, ValueError) as exc:
+                log.warning("latency settings of %s unavailable (%s); reporting without latency", lease.experiment, exc)
+            self._latency_settings[lease.experiment] = settings
+        return self._latency_settings[lease.experiment]
 
     def _settle(self, lease: WorkLease, what: str, call: Callable[[], T]) -> T | None:
         try:
