@@ -60,7 +60,7 @@ def server(url: str) -> Iterator[RunningServer]:
 
 def test_workers_sigkilled_at_random_moments_lose_nothing_and_count_nothing_twice(
         url: str, server: RunningServer) -> None:
-    c = 60
+    c = 50
     create_experiment(url, experiment_config("kill", evaluations=c, population=8, lease_timeout_s=1.0,
                                              sleep_s=(0.05, 0.25)))
     rng = random.Random(1234)
@@ -70,7 +70,7 @@ def test_workers_sigkilled_at_random_moments_lose_nothing_and_count_nothing_twic
         with opened_service(url) as svc:
             # Kill only once work flows, then at random moments, each victim replaced by a fresh process.
             wait_for(lambda: svc.status("kill")["completed"] >= 3, 60, "the first completions")
-            for n in range(4):
+            for n in range(3):
                 time.sleep(rng.uniform(0.2, 0.9))
                 alive = sorted(k for k, p in workers.items() if p.poll() is None)
                 if not alive or svc.status("kill")["state"] == "done":
