@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any
 import grpc
 
 import db
+from db.engine import dialect_of
 from tables.nb201 import Table, load_table
 from worker.client import OrchestratorClient
 from worker.loop import Backoff, Worker, WorkerConfig, WorkerSummary
@@ -342,7 +344,11 @@ def check_invariants(url: str, name: str) -> Outcome:
     assert sorted(population) == sorted(last_p), "the population is not the last P completed members"
     verdict = replay_verify(url, name)
     assert verdict["ok"] and verdict["proposals"] == exp.proposals and verdict["completed"] == c, verdict
-    return Outcome(exp.proposals, c, states["failed"], lost, duplicates, kinds["expired"], len(events))
+    outcome = Outcome(exp.proposals, c, states["failed"], lost, duplicates, kinds["expired"], len(events))
+    # One line per scenario for the README's Reliability table (visible with pytest -s).
+    print(f"\nreliability {name} {dialect_of(url)}:",
+          json.dumps(dataclasses.asdict(outcome), sort_keys=True))
+    return outcome
 
 
 def replay_verify(url: str, name: str) -> dict[str, Any]:
