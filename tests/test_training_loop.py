@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,16 @@ def fixture_data(tmp_path_factory: pytest.TempPathFactory) -> ArrayData:
 
 def test_tiny_training_learns_the_learnable_fixture(fixture_data: ArrayData) -> None:
     config = resolve_training({"preset": "tiny", "epochs": 3})
-    result = train_and_evaluate(SmallNet(), fixture_data, config, seed=1, stop=threading.Event())
+    traced: list[str] = []
+
+    @contextlib.contextmanager
+    def tracing() -> Iterator[None]:
+        traced.append("enter")
+        yield
+        traced.append("exit")
+
+    result = train_and_evaluate(SmallNet(), fixture_data, config, seed=1, stop=threading.Event(), tracing=tracing)
+    assert traced == ["enter", "exit"]  # the steps are traced once, inside the caller's context
     assert result.accuracy > 0.5  # 10 classes: chance is 0.1
     assert result.steps == 3 * (540 // 32)
     assert result.params == sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(
@@ -188,6 +199,7 @@ def test_presets_and_overrides() -> None:
         ({"image_size": 24}, "must divide 32"),
         ({"label_smoothing": 1.5}, r"label_smoothing must be in \[0, 1\)"),
         ({"nesterov": "yes"}, "nesterov must be true or false"),
+        ({"conv_impl": "cudnn"}, "conv_impl must be one of auto, xla, fast"),
     ],
 )
 def test_bad_training_settings(settings: dict[str, Any], message: str) -> None:

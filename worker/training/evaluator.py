@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,12 @@ def enable_compilation_cache(directory: str | Path) -> Path:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
         _cache_configured = str(path)
     return path
+
+
+def _conv_impl(choice: str) -> AbstractContextManager[None]:
+    from nets.layers import conv_impl
+
+    return conv_impl(None if choice == "auto" else choice)
 
 
 def short_seed(seed: int) -> int:
@@ -114,7 +121,8 @@ class TrainEvaluator:
             raise EvaluationFailed(f"bad data: {exc}") from None
         model = self._model(genome, config, data.num_classes)
         try:
-            result = train_and_evaluate(model, data, config, short_seed(item.seed), stop)
+            result = train_and_evaluate(model, data, config, short_seed(item.seed), stop,
+                                        tracing=lambda: _conv_impl(config.conv_impl))
         except DatasetUnavailable:
             raise
         except DataError as exc:  # found while streaming (an undecodable JPEG, ...)

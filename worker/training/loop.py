@@ -11,8 +11,9 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -74,18 +75,21 @@ def train_and_evaluate(
     *,
     dp: DataParallel | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    tracing: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` for ``config.epochs`` and return its accuracy on the held-out split.
 
     ``seed`` drives parameter initialization, shuffling, augmentation and dropout. ``on_step(step,
-    total)`` is called after each dispatched step (progress display).
+    total)`` is called after each dispatched step (progress display). ``tracing()`` is entered while the
+    steps are traced (the evaluator uses it to pick the convolution implementation).
     """
     with failures_as_evaluation_failed():
-        return _run(model, data, config, seed, stop, dp or data_parallel(), on_step)
+        return _run(model, data, config, seed, stop, dp or data_parallel(), on_step, tracing or nullcontext)
 
 
 def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, stop: threading.Event | None,
-         dp: DataParallel, on_step: Callable[[int, int], None] | None) -> TrainResult:
+         dp: DataParallel, on_step: Callable[[int, int], None] | None,
+         tracing: Callable[[], AbstractContextManager[Any]]) -> TrainResult:
     batch = round_to_devices(config.batch_size, dp.devices)
     eval_batch = round_to_devices(min(config.eval_batch_size, max(data.num_eval, 1)), dp.devices)
     if data.num_train < batch:
@@ -97,28 +101,29 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
     init_key, step_key = jax.random.split(jax.random.key(seed, impl=PRNG_IMPL))
 
     compile_start = time.perf_counter()
-    init = jax.jit(lambda k: init_state(model, tx, k, jnp.zeros((1, h, w, c), jnp.float32)),
-                   out_shardings=dp.replicated)
-    state: TrainState = init(init_key)
-    params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(state.params))
-    images_spec = jax.ShapeDtypeStruct((batch, h, w, c), jnp.uint8, sharding=dp.batch)
-    labels_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dp.batch)
-    train_step = jax.jit(
-        make_train_step(model, tx, config, data.num_classes, data.mean, data.std),
-        in_shardings=(dp.replicated, dp.batch, dp.batch, dp.replicated),
-        out_shardings=(dp.replicated, dp.replicated),
-        donate_argnums=0,
-    ).lower(state, images_spec, labels_spec, step_key).compile()
-    eval_step = jax.jit(
-        make_eval_step(model, config, data.mean, data.std),
-        in_shardings=(dp.replicated, dp.batch, dp.batch, dp.batch),
-        out_shardings=dp.replicated,
-    ).lower(
-        state,
-        jax.ShapeDtypeStruct((eval_batch, h, w, c), jnp.uint8, sharding=dp.batch),
-        jax.ShapeDtypeStruct((eval_batch,), jnp.int32, sharding=dp.batch),
-        jax.ShapeDtypeStruct((eval_batch,), jnp.float32, sharding=dp.batch),
-    ).compile()
+    with tracing():
+        init = jax.jit(lambda k: init_state(model, tx, k, jnp.zeros((1, h, w, c), jnp.float32)),
+                       out_shardings=dp.replicated)
+        state: TrainState = init(init_key)
+        params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(state.params))
+        images_spec = jax.ShapeDtypeStruct((batch, h, w, c), jnp.uint8, sharding=dp.batch)
+        labels_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dp.batch)
+        train_step = jax.jit(
+            make_train_step(model, tx, config, data.num_classes, data.mean, data.std),
+            in_shardings=(dp.replicated, dp.batch, dp.batch, dp.replicated),
+            out_shardings=(dp.replicated, dp.replicated),
+            donate_argnums=0,
+        ).lower(state, images_spec, labels_spec, step_key).compile()
+        eval_step = jax.jit(
+            make_eval_step(model, config, data.mean, data.std),
+            in_shardings=(dp.replicated, dp.batch, dp.batch, dp.batch),
+            out_shardings=dp.replicated,
+        ).lower(
+            state,
+            jax.ShapeDtypeStruct((eval_batch, h, w, c), jnp.uint8, sharding=dp.batch),
+            jax.ShapeDtypeStruct((eval_batch,), jnp.int32, sharding=dp.batch),
+            jax.ShapeDtypeStruct((eval_batch,), jnp.float32, sharding=dp.batch),
+        ).compile()
     jax.block_until_ready(state)
     compile_seconds = time.perf_counter() - compile_start
 

@@ -13,6 +13,7 @@ from typing import Any
 
 DATASETS = ("cifar10", "imagenet")
 DTYPES = ("float32", "bfloat16")
+CONV_IMPLS = ("auto", "xla", "fast")
 DEFAULT_PRESET = "amoebanet-search"
 
 
@@ -50,6 +51,7 @@ class TrainingConfig:
     validation_examples: int | None = None
     bn_momentum: float | None = None
     num_classes: int | None = None  # None: the dataset's (10, or the ImageNet folder's class count)
+    conv_impl: str = "auto"  # nets.fastconv: "auto" (fast path on CPU), "xla" (compiles faster), "fast"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,6 +132,9 @@ def _validate(c: TrainingConfig) -> None:
         raise TrainingConfigError(f"training setting dataset must be one of {', '.join(DATASETS)}, got {c.dataset!r}")
     if c.dtype not in DTYPES:
         raise TrainingConfigError(f"training setting dtype must be one of {', '.join(DTYPES)}, got {c.dtype!r}")
+    if c.conv_impl not in CONV_IMPLS:
+        raise TrainingConfigError(f"training setting conv_impl must be one of {', '.join(CONV_IMPLS)}, "
+                                  f"got {c.conv_impl!r}")
     if not c.learning_rate > 0:
         raise TrainingConfigError(f"training setting learning_rate must be > 0, got {c.learning_rate}")
     for key in ("momentum", "label_smoothing", "dropout", "bn_momentum"):
