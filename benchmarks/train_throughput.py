@@ -8,14 +8,15 @@ Usage (see the README's "Training throughput" section)::
 Default: AmoebaNet-A cells, N = 3, F = 24, batch 64 of 32x32 CIFAR-shaped images, the worker's own
 SGD-momentum train step (``worker.training.train.make_train_step``: augmentation, forward, BN in
 training mode, backward, weight decay, update) against ``benchmarks/torch_nasnet.py`` with the same
-cells, optimizer and thread count, in the same process. Compile seconds are XLA's (ahead-of-time
-``lower().compile()`` of the train step); PyTorch runs eagerly.
+cells, optimizer and thread count, in the same process. The frameworks' steps are interleaved and
+each one's median step time is reported, so both see the same background load. Compile seconds are
+XLA's (ahead-of-time ``lower().compile()`` of the train step); PyTorch runs eagerly.
 
 JSON schema of the default mode (stable)::
 
     {"benchmark": "train_throughput", "device": "cpu"|"gpu"|..., "threads": int, "genome": str,
      "cells": int, "filters": int, "batch": int, "image_size": int, "steps": int, "conv_impl": "fast"|"xla",
-     "amoeba": {"images_per_s": float, "step_ms": float, "compile_s": float, "params": int},
+     "amoeba": {"images_per_s": float, "step_ms": float (median), "compile_s": float, "params": int},
      "torch": {"images_per_s": float, "step_ms": float, "params": int} | null,
      "ratio": float | null}          # amoeba images/s over torch images/s
 
@@ -30,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -88,20 +90,29 @@ def _genome(spec: str) -> Any:
     return load_named_genome(spec)
 
 
-def _best_and_mean(fn: Callable[[], Any], warmup: int, steps: int) -> float:
-    """Seconds per call, averaged over ``steps`` after ``warmup`` calls (fn blocks until done)."""
+def measure(runners: dict[str, Callable[[], None]], warmup: int, steps: int) -> dict[str, float]:
+    """Median seconds per step of each runner, the runners' steps interleaved (A, B, A, B, ...).
+
+    Interleaving exposes every framework to the same background load on a shared machine; the median
+    ignores a step that a burst of other work slowed down. Each runner blocks until its step is done.
+    """
     for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
+        for run in runners.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 # -- Amoeba (Flax / XLA) ----------------------------------------------------------------------------
 
 
-def bench_amoeba(args: argparse.Namespace, genome: Any) -> dict[str, Any]:
+def prepare_amoeba(args: argparse.Namespace, genome: Any) -> tuple[Callable[[], None], Callable[[], float], dict[str, Any]]:
+    """(one train step, the last loss, facts) for Amoeba's worker step; compiles it (timed)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -131,23 +142,21 @@ def bench_amoeba(args: argparse.Namespace, genome: Any) -> dict[str, Any]:
     compile_s = time.perf_counter() - start
 
     holder = [state]
+    last: list[Any] = [None]
 
     def run() -> None:
         holder[0], metrics = step(holder[0], images, labels, key)
-        jax.block_until_ready(metrics)
+        last[0] = jax.block_until_ready(metrics)
 
-    seconds = _best_and_mean(run, args.warmup, args.steps)
-    loss = float(step(holder[0], images, labels, key)[1]["loss"])
-    if not np.isfinite(loss):
-        raise SystemExit(f"amoeba: error: the Flax train step produced a non-finite loss ({loss})")
-    return {"images_per_s": args.batch / seconds, "step_ms": seconds * 1e3, "compile_s": compile_s,
-            "params": count_params(variables)}
+    return run, lambda: float(last[0]["loss"]), {"compile_s": compile_s, "params": count_params(variables)}
 
 
 # -- PyTorch ------------------------------------------------------------------------------------------
 
 
-def bench_torch(args: argparse.Namespace, genome: Any, threads: int) -> dict[str, Any]:
+def prepare_torch(args: argparse.Namespace, genome: Any, threads: int
+                  ) -> tuple[Callable[[], None], Callable[[], float], dict[str, Any]]:
+    """(one train step, the last loss, facts) for the PyTorch peer."""
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -189,10 +198,7 @@ def bench_torch(args: argparse.Namespace, genome: Any, threads: int) -> dict[str
         opt.step()
         losses.append(float(loss.detach()))
 
-    seconds = _best_and_mean(run, args.warmup, args.steps)
-    if not all(math.isfinite(v) for v in losses):
-        raise SystemExit("amoeba: error: the PyTorch train step produced a non-finite loss")
-    return {"images_per_s": args.batch / seconds, "step_ms": seconds * 1e3, "params": count_params(model)}
+    return run, lambda: losses[-1], {"params": count_params(model)}
 
 
 # -- per-layer convolutions -----------------------------------------------------------------------------
@@ -301,27 +307,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "image_size": args.image_size, "layers": rows}))
         return 0
     genome = _genome(args.genome)
-    amoeba = bench_amoeba(args, genome)
+    runners, losses, facts = {}, {}, {}
+    runners["amoeba"], losses["amoeba"], facts["amoeba"] = prepare_amoeba(args, genome)
     if not args.json:
-        print(f"amoeba: {amoeba['images_per_s']:.1f} images/s, compile {amoeba['compile_s']:.1f} s", flush=True)
-    peer = None
+        print(f"amoeba: compiled the train step in {facts['amoeba']['compile_s']:.1f} s", flush=True)
     if not args.no_torch:
         try:
-            peer = bench_torch(args, genome, threads)
+            runners["torch"], losses["torch"], facts["torch"] = prepare_torch(args, genome, threads)
         except ImportError:
             raise SystemExit("amoeba: error: PyTorch is not installed; pip install 'amoeba-nas[bench]' "
                              "(or pass --no-torch)") from None
+    seconds = measure(runners, args.warmup, args.steps)
+    for name in runners:
+        if not math.isfinite(losses[name]()):
+            raise SystemExit(f"amoeba: error: the {name} train step produced a non-finite loss")
+        facts[name].update(images_per_s=args.batch / seconds[name], step_ms=seconds[name] * 1e3)
+    peer = facts.get("torch")
     result = {
         "benchmark": "train_throughput", "device": device, "threads": threads, "genome": args.genome,
         "cells": args.cells, "filters": args.filters, "batch": args.batch, "image_size": args.image_size,
-        "steps": args.steps, "conv_impl": resolve_impl(), "amoeba": amoeba, "torch": peer,
-        "ratio": amoeba["images_per_s"] / peer["images_per_s"] if peer else None,
+        "steps": args.steps, "conv_impl": resolve_impl(), "amoeba": facts["amoeba"], "torch": peer,
+        "ratio": facts["amoeba"]["images_per_s"] / peer["images_per_s"] if peer else None,
     }
     if args.json:
         print(json.dumps(result))
     else:
+        for name, f in facts.items():
+            print(f"{name}: {f['images_per_s']:.1f} images/s ({f['step_ms']:.0f} ms per step of {args.batch})")
         if peer:
-            print(f"torch:  {peer['images_per_s']:.1f} images/s; ratio {result['ratio']:.2f}")
+            print(f"ratio amoeba/torch: {result['ratio']:.2f}")
     return 0
 
 

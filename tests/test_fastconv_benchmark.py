@@ -44,8 +44,8 @@ def test_the_torch_peer_has_exactly_the_flax_parameter_count():
         peer = _load("torch_nasnet")
     finally:
         sys.path.remove(str(BENCH))
-    for name in ("amoebanet-a", "nasnet-a"):
-        genome = load_named_genome(name)
-        model = peer.TorchNASNet(genome, cells=2, filters=8)
-        assert peer.count_params(model) == model_stats(genome, 2, 8).params, name
-        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    # AmoebaNet-A has every structural case: conv_1x7_7x1, reduction-cell output states 0/1, 7x7 kernels.
+    genome = load_named_genome("amoebanet-a")
+    model = peer.TorchNASNet(genome, cells=1, filters=8)
+    assert peer.count_params(model) == model_stats(genome, 1, 8).params
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
