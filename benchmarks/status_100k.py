@@ -10,7 +10,8 @@ child's accuracy looked up in the shipped table and a made-up latency, so the fr
 ``replay --verify`` see real data. Then times, on the same database:
 
 - ``cli_status_json_s``: wall time of ``amoeba status --db URL --json`` as a process (what the user waits),
-  next to ``cli_startup_s``, the same interpreter running ``amoeba status --help`` (start-up alone);
+  next to ``cli_startup_s``, the same interpreter running ``amoeba status --help`` (start-up alone), each
+  also as CPU seconds (``*_cpu_s``: what a busy machine cannot inflate);
 - ``readmodel_status_ms``: the read-only read model's status document (ours, in-process);
 - ``service_status_ms``: the service's status (what a server answers), the peer;
 - ``full_scan_status_ms``: the naive way, reading every individual and deriving the document in Python.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -123,15 +125,19 @@ def full_scan_status(url: str, name: str) -> dict[str, Any]:
             "front": sum(flags), "top": sorted(done, key=lambda r: -r["fitness"])[:10]}
 
 
-def _wall(cmd: list[str], repeat: int = 3) -> float:
-    times = []
+def _wall(cmd: list[str], repeat: int = 3) -> tuple[float, float]:
+    """Median wall and CPU (user + system) seconds of a command; CPU time is what a busy machine cannot inflate."""
+    walls, cpus = [], []
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        times.append(time.perf_counter() - t)
+        walls.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
-    return round(statistics.median(times), 3)
+    return round(statistics.median(walls), 3), round(statistics.median(cpus), 3)
 
 
 def main() -> None:
@@ -159,16 +165,18 @@ def main() -> None:
         "individuals": doc["completed"],
         "database": url.split("://", 1)[0],
         "build_s": build_s,
-        "cli_status_json_s": _wall([*amoeba, "status", "--db", url, "--json"]),
-        "cli_startup_s": _wall([*amoeba, "status", "--help"]),
+        "cli_status_json_s": None, "cli_status_json_cpu_s": None, "cli_startup_s": None, "cli_startup_cpu_s": None,
         "readmodel_status_ms": readmodel_ms,
         "service_status_ms": service_ms,
         "full_scan_status_ms": _median_ms(lambda: full_scan_status(url, "big"), repeat=1),
         "status_bytes": len(json.dumps(doc)),
         "front_points": sum(1 for p in doc["pareto"] if p["on_front"]),
     }
+    out["cli_status_json_s"], out["cli_status_json_cpu_s"] = _wall([*amoeba, "status", "--db", url, "--json"])
+    out["cli_startup_s"], out["cli_startup_cpu_s"] = _wall([*amoeba, "status", "--help"])
     if args.verify:
-        out["cli_replay_verify_s"] = _wall([*amoeba, "replay", "--db", url, "--verify", "--json"], repeat=1)
+        out["cli_replay_verify_s"], out["cli_replay_verify_cpu_s"] = _wall(
+            [*amoeba, "replay", "--db", url, "--verify", "--json"], repeat=1)
     if args.keep:
         out["url"] = url
     if args.json:

@@ -189,3 +189,15 @@ def test_amoeba_status_db_json_top_and_view(built: str, capsys: pytest.CaptureFi
     ]:
         code, out, err = _run(capsys, *args)
         assert code == 2 and err.startswith("amoeba: error:") and message in err and len(err.splitlines()) == 1, err
+
+
+def test_the_readme_documents_the_status_schema_as_ui_schema_defines_it() -> None:
+    import re
+
+    from ui.schema import FIELDS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### `amoeba status`", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` \| ([^|]+) \| (yes|no) \|", section, flags=re.M)
+    assert [(p, t.strip(), r == "yes") for p, t, r in rows] == [
+        (f.path, f.type.replace("|", " or "), f.required) for f in FIELDS]
