@@ -18,8 +18,15 @@ app = typer.Typer(
 )
 
 
+_registered: list[bool] = []
+
+
 def _register() -> None:
     # Each module adds its own commands; importing them here keeps this file the single root.
+    # Once per process: main() called again (tests, embedding) must not register every command twice.
+    if _registered:
+        return
+    _registered.append(True)
     from cli import bench, model_info
     from cli import latency as latency_command
 
