@@ -231,6 +231,7 @@ class Worker:
         if self.stop.is_set():
             self._cancel.set()
         beat = _Heartbeat(self.client, lease, self.worker_id, self._cancel)
+        self._settings_for(lease)
         try:
             metrics: Metrics | None = None
             failure: EvaluationFailed | None = None
@@ -264,7 +265,7 @@ class Worker:
         """Every report carries the simulated Edge TPU latency (for the network the experiment's objective names)."""
         if metrics.latency_ms is not None:
             return metrics
-        settings = self._settings_for(lease)
+        settings = self._latency_settings.get(lease.experiment)
         if settings is None:
             return metrics
         try:
@@ -275,15 +276,23 @@ class Worker:
         return dataclasses.replace(metrics, latency_ms=latency_ms, fits_on_chip=fits)
 
     def _settings_for(self, lease: WorkLease) -> LatencySettings | None:
-        """The experiment objective's latency settings (space defaults when it names none), fetched once."""
+        """The experiment objective's latency settings (space defaults when it names none), fetched once.
+
+        One try, right after a lease came back (the server is reachable then). A transient failure is not
+        cached and never delays a report: the report goes without latency and the orchestrator fills it in.
+        """
         if lease.experiment not in self._latency_settings:
+            try:
+                exp = self.client.get_experiment(lease.experiment)
+            except grpc.RpcError as exc:
+                log.info("latency settings of %s not fetched now (%s)", lease.experiment, exc.code())
+                return None
             settings: LatencySettings | None = None
             try:
-                exp = self._retrying("experiment", lambda: self.client.get_experiment(lease.experiment))
                 objective = json.loads(exp.spec.objective_json or "{}")
                 settings = resolve_settings(lease.space, objective.get("latency") if isinstance(objective, dict) else None)
-            except (grpc.RpcError, ValueError) as exc:
-                log.warning("latency settings of %s unavailable (%s); reporting without latency", lease.experiment, exc)
+            except ValueError as exc:
+                log.warning("latency settings of %s unusable (%s); reporting without latency", lease.experiment, exc)
             self._latency_settings[lease.experiment] = settings
         return self._latency_settings[lease.experiment]
 
