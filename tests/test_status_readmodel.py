@@ -180,6 +180,10 @@ def test_amoeba_status_db_json_top_and_view(built: str, capsys: pytest.CaptureFi
     code, out, err = _run(capsys, "status", "--db", built, "--experiment", "exp", "--top", "3")
     assert code == 0, err
     assert "completed 80 / 80" in out and "w-a" in out
+    # --watch on a finished experiment: one plain line (no terminal here), then it returns by itself.
+    code, out, err = _run(capsys, "status", "--db", built, "--watch", "--interval", "0.05")
+    assert code == 0, err
+    assert out.startswith("exp done | 80/80 (100.0%)") and len(out.splitlines()) == 1
     for args, message in [
         (("status",), "give either --server HOST:PORT or --db URL"),
         (("status", "--db", built, "--experiment", "zz"), "no experiment named 'zz'"),
