@@ -182,11 +182,12 @@ class ThreadWorker:
     backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.05, cap_s=0.5, give_up_after_s=120.0))
     evaluator: Any = None
     token: str | None = None
+    rpc_timeout_s: float = 15.0
     summary: WorkerSummary | None = None
     error: BaseException | None = None
 
     def __post_init__(self) -> None:
-        self.client = RecordingClient(self.address, token=self.token, rpc_timeout_s=15.0)
+        self.client = RecordingClient(self.address, token=self.token, rpc_timeout_s=self.rpc_timeout_s)
         self.loop = Worker(self.client, self.evaluator or TableEvaluator(table()),
                            WorkerConfig(experiment=self.experiment, worker_id=self.worker_id, backoff=self.backoff,
                                         max_idle_wait_s=0.5), seed=hash(self.worker_id) & 0xFFFF)
