@@ -20,9 +20,11 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,10 +75,23 @@ def _load_spec(config: str, name: str | None, evaluations: int | None) -> Any:
         raise UserError(f"config {config}: {exc}") from None
 
 
+def _unreachable(url: str, timeout_s: float) -> str | None:
+    """Why the download server cannot be reached (a quick TCP connect), or None when it can."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return None  # file:// and the like: the download itself will tell
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
+                                      timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+
+
 def cifar_available(data_dir: str | None, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     """None when CIFAR-10 is in ``data_dir`` or the cache, or was just downloaded into the cache;
     otherwise the reason it is not (one line)."""
-    from worker.training.data_cifar import locate_cifar10
+    from worker.training.data_cifar import ARCHIVE_NAME, default_cifar_cache, locate_cifar10
     from worker.training.errors import DataError, DatasetUnavailable
 
     try:
@@ -86,14 +101,19 @@ def cifar_available(data_dir: str | None, url: str, timeout_s: float = PROBE_TIM
         pass
     if data_dir:
         return f"CIFAR-10 is not in {data_dir}"
-    try:
-        locate_cifar10(None, url=url, download=True, progress=sys.stderr.isatty(), timeout_s=timeout_s)
-        return None
-    except (DatasetUnavailable, DataError) as exc:
-        text = str(exc)
-        # The loader's message ends with advice for workers; keep only the cause for our one line.
-        cause = re.search(r"failed \((.*)\)", text)
-        return f"CIFAR-10 is not cached and cannot be downloaded from {url} ({cause.group(1) if cause else text})"
+    problem = _unreachable(url, timeout_s)
+    if problem is None:
+        # Reachable: say what is about to take a while (a progress bar follows on a terminal).
+        print(f"amoeba up: downloading {ARCHIVE_NAME} (about 163 MB) from {url} into {default_cifar_cache()}",
+              file=sys.stderr, flush=True)
+        try:
+            locate_cifar10(None, url=url, download=True, progress=sys.stderr.isatty(), timeout_s=30.0)
+            return None
+        except (DatasetUnavailable, DataError) as exc:
+            # The loader's message ends with advice for workers; keep only the cause for our one line.
+            cause = re.search(r"failed \((.*)\)", str(exc))
+            problem = cause.group(1) if cause else str(exc)
+    return f"CIFAR-10 is not cached and cannot be downloaded from {url} ({problem})"
 
 
 def _dataset(spec: Any) -> str:

@@ -212,3 +212,30 @@ def test_one_worker_per_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert local_accelerators() == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "2"}]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # set but empty: CUDA sees no GPU
     assert all("CUDA_VISIBLE_DEVICES" not in env for env in local_accelerators())
+
+
+def test_a_reachable_mirror_is_downloaded_from_and_a_bad_archive_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import functools
+    import http.server
+    import threading
+
+    from cli.up import cifar_available
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    (served / "cifar-10-python.tar.gz").write_bytes(b"not the real archive" * 100)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AMOEBA_CACHE", str(tmp_path / "cache"))
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
+        reason = cifar_available(None, url)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert reason is not None and "MD5" in reason and url in reason
+    assert "downloading cifar-10-python.tar.gz" in capsys.readouterr().err
+    assert not list((tmp_path / "cache").rglob("*.tar.gz"))  # a wrong checksum is never kept
