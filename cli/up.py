@@ -239,6 +239,14 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(u.database).resolve() if u.get_backend_name() == "sqlite" and u.database else None
 
 
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    from db.engine import normalize_url
+
+    return make_url(normalize_url(url)).render_as_string(hide_password=True)
+
+
 def _existing_or_new(service: Any, spec: Any) -> tuple[Any, bool]:
     """The experiment of ``spec.name``: resumed when its stored config is the same, created when absent."""
     from orchestrator.config import spec_to_dict
@@ -385,7 +393,8 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
     started = time.monotonic()
     exp, resumed = _existing_or_new(service, spec)
     where = _sqlite_path(db_url)
-    shown_db = str(where) if where is not None else db_url
+    # Never print a database password (logs and terminals are shared); the user knows it.
+    shown_db = str(where) if where is not None else _hide_password(db_url)
     verb = "resuming" if resumed else "created"
     err.print(f"amoeba up: {verb} experiment {spec.name} ({spec.space}, {spec.algorithm}, P={spec.population_size}, "
               f"S={spec.sample_size}, C={spec.evaluations}, evaluator {chosen.evaluator}) in {shown_db}",
@@ -459,9 +468,8 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
     lines.append(f"results: database {shown_db} (experiment {spec.name})"
                  + (f"; exports in {out_dir}/ (history, lineage, population as CSV and JSON; progress.png, front.png)"
                     if exports else ""))
-    db_arg = shown_db if where is not None else db_url
-    lines.append(f"next: amoeba status --db {db_arg} --experiment {spec.name}; "
-                 f"amoeba replay --db {db_arg} --experiment {spec.name} --verify")
+    lines.append(f"next: amoeba status --db {shown_db} --experiment {spec.name}; "
+                 f"amoeba replay --db {shown_db} --experiment {spec.name} --verify")
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
