@@ -226,8 +226,7 @@ def test_data_parallel_over_two_host_devices(tmp_path: Path) -> None:
         from worker.training.augment import CIFAR_MEAN, CIFAR_STD, resize_area
         from worker.training.data_cifar import load_cifar10
         from worker.training.datasets import ArrayData
-        from worker.training import loop
-from worker.training.loop import PRNG_IMPL, train_and_evaluate
+        from worker.training.loop import train_and_evaluate
         from worker.training.presets import resolve_training
         from worker.training.sharding import data_parallel
         from pathlib import Path
