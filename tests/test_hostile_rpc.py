@@ -88,7 +88,9 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
     create_experiment(url, experiment_config("exp", evaluations=6, population=2, sample=1, lease_timeout_s=600))
     service = open_service(url)
-    running = start(service, ServerConfig(port=0, grace_s=1.0, max_message_bytes=LIMIT))
+    # Both network sides: the asyncio server on SQLite, the thread-pool server on PostgreSQL.
+    mode = "aio" if request.param == "sqlite" else "sync"
+    running = start(service, ServerConfig(port=0, grace_s=1.0, max_message_bytes=LIMIT, mode=mode))
     channel = grpc.insecure_channel(running.address)
     stub = pb_grpc.OrchestratorStub(channel)
     worker = pb.WorkerInfo(worker_id="honest", host="h", evaluator="table")

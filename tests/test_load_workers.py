@@ -102,5 +102,6 @@ def test_64_workers_against_one_server(sqlite_url: str) -> None:
     # Flat per evaluation: the second span may not grow much faster than the first (a hot path that read
     # or kept the history would grow with it). Slack: 25 % plus a page per 10 evaluations for allocation steps.
     assert second_bytes <= 1.25 * first_bytes + 410, figures
-    # RSS moves in allocator steps; allow 50 % plus 1 KiB per evaluation (800 KiB over the span).
-    assert second_rss <= 1.5 * max(first_rss, 0.0) + 1024, figures
+    # RSS moves in allocator steps (and the service's bounded genome cache fills): allow 50 % plus 2 KiB per
+    # evaluation (about 2 MiB over the span); a hot path that kept the history would grow far faster.
+    assert second_rss <= 1.5 * max(first_rss, 0.0) + 2048, figures
