@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -58,13 +59,40 @@ def server(url: str) -> Iterator[RunningServer]:
     service.store.close()
 
 
-def test_workers_sigkilled_at_random_moments_lose_nothing_and_count_nothing_twice(
-        url: str, server: RunningServer) -> None:
+class _KillMidReport:
+    """The service, except that the third report of a chosen worker SIGKILLs that worker's process first:
+    the report still commits (the server does not know), its answer, and the lease it carries, are lost."""
+
+    def __init__(self, service: Any) -> None:
+        self._service = service
+        self.victim: tuple[str, subprocess.Popen[str]] | None = None
+        self.reports: dict[str, int] = {}
+        self.killed_at: int | None = None  # the individual whose report the victim died in
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service, name)
+
+    def report(self, individual_id: int, token: str, worker_id: str, metrics: Any, lease_next: bool = False) -> Any:
+        n = self.reports[worker_id] = self.reports.get(worker_id, 0) + 1
+        if self.victim is not None and worker_id == self.victim[0] and n == 3:
+            self.victim[1].kill()
+            self.victim[1].wait(10)
+            self.killed_at = individual_id
+        return self._service.report(individual_id, token, worker_id, metrics, lease_next)
+
+
+def test_workers_sigkilled_at_random_moments_lose_nothing_and_count_nothing_twice(url: str) -> None:
+    from orchestrator.service import open_service
+
     c = 50
     create_experiment(url, experiment_config("kill", evaluations=c, population=8, lease_timeout_s=1.0,
                                              sleep_s=(0.05, 0.25)))
+    service = _KillMidReport(open_service(url))
+    server = start(service, ServerConfig(port=0, grace_s=1.0))
     rng = random.Random(1234)
     workers = {f"w{k}": worker_process(server.address, "kill", f"w{k}") for k in range(3)}
+    # One worker dies mid-report, deterministically; the others at random moments.
+    service.victim = ("w0", workers["w0"])
     killed: list[str] = []
     try:
         with opened_service(url) as svc:
@@ -72,7 +100,7 @@ def test_workers_sigkilled_at_random_moments_lose_nothing_and_count_nothing_twic
             wait_for(lambda: svc.status("kill")["completed"] >= 3, 60, "the first completions")
             for n in range(3):
                 time.sleep(rng.uniform(0.2, 0.9))
-                alive = sorted(k for k, p in workers.items() if p.poll() is None)
+                alive = sorted(k for k, p in workers.items() if p.poll() is None and k != "w0")
                 if not alive or svc.status("kill")["state"] == "done":
                     break
                 victim = rng.choice(alive)
@@ -80,9 +108,10 @@ def test_workers_sigkilled_at_random_moments_lose_nothing_and_count_nothing_twic
                 workers[victim].wait(10)
                 killed.append(victim)
                 workers[f"r{n}"] = worker_process(server.address, "kill", f"r{n}")
+            wait_for(lambda: service.killed_at is not None, 60, "the kill in the middle of a report")
         summaries = []
         for wid, proc in workers.items():
-            if wid in killed:
+            if wid in killed or wid == "w0":
                 continue
             out, err = proc.communicate(timeout=120)
             assert proc.returncode == 0, err
@@ -92,16 +121,30 @@ def test_workers_sigkilled_at_random_moments_lose_nothing_and_count_nothing_twic
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-    assert len(killed) >= 3
+        server.stop(1.0)
+        service.store.close()
+    assert len(killed) >= 3 and workers["w0"].returncode == -9
     assert all(s["exit_reason"] == "done" for s in summaries)
     outcome = check_invariants(url, "kill")
     assert outcome.lost == 0 and outcome.duplicates == 0
-    # The killed workers held leases: those expired and their individuals were handed out again.
+    # The killed workers held leases: those expired and their individuals were handed out again. The one
+    # killed mid-report got its report counted once, and the lease answered with it was handed out again.
     assert outcome.expired >= 1, outcome
     with opened_service(url) as svc:
         rows = svc.list_individuals("kill", 1000, "", None).individuals
+        with svc.store.transaction() as tx:
+            exp = tx.experiment("kill")
+            assert exp is not None
+            events = tx.events(exp.id, 0, 100_000)
     reissued = [r for r in rows if r.attempts >= 2]
     assert reissued and all(r.state in ("completed", "failed") for r in reissued)
+    by_id = {r.id: r for r in rows}
+    assert by_id[service.killed_at].state == "completed"
+    assert sum(1 for e in events if e.kind == "completed" and e.individual_id == service.killed_at) == 1
+    orphan = next(e.individual_id for e in events if e.kind == "leased" and e.data_json.find('"w0"') >= 0
+                  and e.seq > next(x.seq for x in events if x.kind == "completed" and x.individual_id == service.killed_at))
+    assert any(e.kind == "expired" and e.individual_id == orphan for e in events)
+    assert by_id[orphan].attempts >= 2 and by_id[orphan].state == "completed"
 
 
 @pytest.mark.parametrize("url", ["sqlite"], indirect=True)
