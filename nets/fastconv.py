@@ -8,8 +8,12 @@ these functions dispatch to a `jax.custom_vjp` implementation:
 - regular convolutions: XLA's forward convolution and its input gradient (a convolution with the
   flipped kernel) are kept; the weight gradient is kh*kw GEMMs, one per kernel tap, of the tap's
   shifted window of the padded input against the output gradient. A 1x1 kernel is a plain matmul.
-- depthwise convolutions: forward and both gradients are kh*kw shifted elementwise multiply-adds
-  (no reduction over channels, so XLA fuses them into one loop).
+- depthwise convolutions: forward and input gradient are kh*kw shifted elementwise multiply-adds
+  (no reduction over channels, so XLA fuses each into one loop); the weight gradient is one
+  multiply-and-reduce per tap.
+
+Weight gradients loop over the taps (`lax.map`) instead of unrolling them, which keeps compile time
+flat in the kernel size: a train step compiles in about the same time with either implementation.
 
 Only the input and the kernel are saved for the backward pass, so memory matches XLA's own
 convolution. Strides, dilation (`rhs_dilation`), "SAME"/"VALID" and explicit
