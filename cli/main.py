@@ -50,6 +50,8 @@ def _register() -> None:
     up_command.register(app)
     status_command.register(app)
     replay_command.register(app)
+    from cli import deploy as deploy_command
+    deploy_command.register(app)
 
 
 def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:
