@@ -1,6 +1,6 @@
 """Does a latency objective steer the search? NB201 runs through the real service, accuracy alone vs latency-aware.
 
-Each run drives ``OrchestratorServiceImpl`` in-process (lease -> table look-up -> report with the
+Each run drives ``OrchestratorService`` in-process (lease -> table look-up -> report with the
 worker's latency estimate) on an in-memory store, so the proposals, rejections and population are the
 orchestrator's own. Prints JSON: per objective, the final population's median latency and accuracy,
 children rejected before training, and the best individual. Usage:
@@ -20,12 +20,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from orchestrator.domain import Lease, ReportedMetrics, WorkerInfo
+
 from db import open_store
 from genome import parse_genome
 from latency.settings import latency_of, resolve_settings
 from orchestrator.config import parse_spec
-from orchestrator.domain import Lease, ReportedMetrics, WorkerInfo
-from orchestrator.service import OrchestratorServiceImpl
+from orchestrator.service import OrchestratorService
 from tables.nb201 import load_table
 
 OBJECTIVES: dict[str, dict[str, Any]] = {
@@ -37,7 +38,7 @@ OBJECTIVES: dict[str, dict[str, Any]] = {
 
 def run_one(objective: dict[str, Any], evaluations: int, population: int, sample: int, seed: int) -> dict[str, Any]:
     table = load_table()
-    service = OrchestratorServiceImpl(open_store("memory://"))
+    service = OrchestratorService(open_store("memory://"))
     spec = parse_spec({"name": "run", "space": "nb201", "population": population, "sample": sample,
                        "evaluations": evaluations, "seed": seed, "objective": objective})
     service.create_experiment(spec)

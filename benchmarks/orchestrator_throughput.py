@@ -131,11 +131,11 @@ def _percentile(values: list[float], q: float) -> float:
 def bench_amoeba(url: str, clients: int, seconds: float, mode: str, threads: int) -> dict[str, Any]:
     import db
     from orchestrator.config import parse_spec
-    from orchestrator.service import OrchestratorServiceImpl
+    from orchestrator.service import OrchestratorService
 
     store = db.open_store(url)
     name = f"throughput-{os.getpid()}"
-    OrchestratorServiceImpl(store).create_experiment(parse_spec(
+    OrchestratorService(store).create_experiment(parse_spec(
         {"name": name, "space": "nb201", "population": 50, "sample": 10, "evaluations": 100_000_000, "seed": 1}))
     store.close()
     server, address = _start_server(url, mode, threads)

@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator.domain import Lease, NoWork, ReportedMetrics, WorkerInfo
+
 import db
 from orchestrator.config import parse_spec
-from orchestrator.domain import Lease, NoWork, ReportedMetrics, WorkerInfo
-from orchestrator.service import OrchestratorServiceImpl
+from orchestrator.service import OrchestratorService
 
 
 def _accuracy(lease: Lease) -> float:
@@ -31,7 +32,7 @@ def _accuracy(lease: Lease) -> float:
 
 def run_clients(url: str, evaluations: int, threads: int) -> dict[str, Any]:
     store = db.open_store(url)
-    svc = OrchestratorServiceImpl(store)
+    svc = OrchestratorService(store)
     name = f"bench-{os.getpid()}-{time.time_ns()}"
     svc.create_experiment(parse_spec({"name": name, "space": "nb201", "population": 50, "sample": 10,
                                       "evaluations": evaluations, "seed": 1}))
@@ -88,7 +89,7 @@ def status_at_scale(n: int = 100_000) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="amoeba-status-"))
     url = f"sqlite:///{tmp / 'big.db'}"
     db.upgrade(url)
-    svc = OrchestratorServiceImpl(db.open_store(url))
+    svc = OrchestratorService(db.open_store(url))
     svc.create_experiment(parse_spec({"name": "big", "space": "nb201", "population": 100, "sample": 25,
                                       "evaluations": n + 1, "seed": 1}))
     space, rng = get_space("nb201"), random.Random(0)

@@ -38,7 +38,7 @@ from genome.base import canonical_json
 from mutations import build_mutation
 from orchestrator.config import parse_spec, spec_to_dict
 from orchestrator.readmodel import ReadModel
-from orchestrator.service import OrchestratorServiceImpl
+from orchestrator.service import OrchestratorService
 from tables.nb201 import load_table
 from ui.derive import best_so_far, pareto_flags
 
@@ -158,7 +158,7 @@ def main() -> None:
     with ReadModel(url) as model:
         readmodel_ms = _median_ms(lambda: model.status("big"))
         doc = model.status("big")
-    service = OrchestratorServiceImpl(db.open_store(url))
+    service = OrchestratorService(db.open_store(url))
     service_ms = _median_ms(lambda: service.status("big"))
     service.store.close()
     out: dict[str, Any] = {

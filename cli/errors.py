@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
+from domain.errors import AmoebaError
 
-class UserError(Exception):
+
+class UserError(AmoebaError):
     """A mistake the user can fix; the message is printed as one line."""
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exception types whose message is a complete, user-facing explanation."""
-    from configs import ConfigError
-    from db import SchemaOutOfDate, StoreError
-    from evolution import ObjectiveError
-    from genome import GenomeError
-    from mutations import MutationError
-    from orchestrator.domain import DomainError
-    from tables.nb201 import TableError
-
-    return (
-        UserError, GenomeError, MutationError, ObjectiveError, TableError, ConfigError, DomainError,
-        SchemaOutOfDate, StoreError, FileNotFoundError,
-    )
+    """Exception types whose message is a complete, user-facing explanation (every package's errors
+    derive from ``AmoebaError``)."""
+    return (AmoebaError, FileNotFoundError)

@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from cli.errors import UserError
 from cli.remote import TlsCaOpt, TlsCertOpt, TlsKeyOpt, TlsNameOpt, TokenOpt, make_client, remote
+from db.repository import SchemaOutOfDate
+from domain.errors import AmoebaError
+
+T = TypeVar("T")
 
 experiment_app = typer.Typer(help="Create, list and inspect experiments.", no_args_is_help=True)
 
@@ -32,72 +36,38 @@ def register(app: typer.Typer) -> None:
 
 
 class _Backend:
-    """The same four calls against a server (gRPC) or a database (the service in-process)."""
+    """The orchestrator's use cases against a server (the gRPC client) or a database (the service
+    in-process): both answer the same calls with the same values and errors."""
 
     def __init__(self, server: str | None, db_url: str | None, client_args: tuple[Any, ...]) -> None:
         if server and db_url:
             raise UserError("give either --server or --db, not both")
         self.server = server
-        self._client: Any = None
-        self._service: Any = None
         if server:
-            self._client = make_client(server, *client_args)
+            self.target: Any = make_client(server, *client_args)
+            self.where = f"the server at {server}"
         else:
-            from db import SchemaOutOfDate, StoreError
             from orchestrator.service import open_service
 
+            url = db_url or DEFAULT_DB
             try:
-                self._service = open_service(db_url or DEFAULT_DB)
-            except SchemaOutOfDate as exc:
-                raise UserError(str(exc)) from None
-            except (StoreError, ValueError) as exc:
-                raise UserError(f"cannot open database {db_url or DEFAULT_DB}: {exc}") from None
+                self.target = open_service(url)
+            except SchemaOutOfDate:
+                raise
+            except (AmoebaError, ValueError) as exc:
+                raise UserError(f"cannot open database {url}: {exc}") from None
+            self.where = url
 
-    def _local(self, call: Callable[[], Any]) -> Any:
-        from orchestrator.domain import DomainError
-
-        try:
-            return call()
-        except DomainError as exc:
-            raise UserError(str(exc)) from None
-
-    def _experiment(self, msg: Any) -> Any:
-        from orchestrator.domain import Experiment, ExperimentSpec
-        from protos import codec
-
-        return codec.decode_experiment(msg, Experiment, ExperimentSpec)
-
-    def create(self, spec: Any) -> Any:
-        if self._client is not None:
-            from protos import codec
-
-            assert self.server is not None
-            return self._experiment(remote(self.server, lambda: self._client.create_experiment(codec.encode_spec(spec))))
-        return self._local(lambda: self._service.create_experiment(spec))
-
-    def list(self) -> list[Any]:
-        if self._client is not None:
-            assert self.server is not None
-            return [self._experiment(m) for m in remote(self.server, self._client.list_experiments)]
-        return list(self._local(self._service.list_experiments))
-
-    def get(self, name: str) -> Any:
-        if self._client is not None:
-            assert self.server is not None
-            return self._experiment(remote(self.server, lambda: self._client.get_experiment(name)))
-        return self._local(lambda: self._service.get_experiment(name))
-
-    def status(self, name: str) -> dict[str, Any]:
-        if self._client is not None:
-            assert self.server is not None
-            return dict(remote(self.server, lambda: self._client.status(name)))
-        return dict(self._local(lambda: self._service.status(name)))
+    def call(self, fn: Callable[[Any], T]) -> T:
+        if self.server:
+            return remote(self.server, lambda: fn(self.target))
+        return fn(self.target)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-        if self._service is not None:
-            self._service.store.close()
+        if self.server:
+            self.target.close()
+        else:
+            self.target.store.close()
 
 
 def experiment_json(exp: Any) -> dict[str, Any]:
@@ -133,15 +103,11 @@ def create(
 ) -> None:
     """Create an experiment from a config file (search space, P, S, C, seed, mutation, objective, training)."""
     from orchestrator.config import load_spec_file
-    from orchestrator.domain import DomainError
 
-    try:
-        spec = load_spec_file(config, name=name)
-    except DomainError as exc:
-        raise UserError(str(exc)) from None
+    spec = load_spec_file(config, name=name)
     backend = _Backend(server, db_url, (token, tls_ca, tls_cert, tls_key, tls_server_name))
     try:
-        exp = backend.create(spec)
+        exp = backend.call(lambda t: t.create_experiment(spec))
     finally:
         backend.close()
     if as_json:
@@ -164,7 +130,7 @@ def list_(
     """List every experiment with its progress."""
     backend = _Backend(server, db_url, (token, tls_ca, tls_cert, tls_key, tls_server_name))
     try:
-        exps = backend.list()
+        exps = backend.call(lambda t: t.list_experiments())
     finally:
         backend.close()
     if as_json:
@@ -191,8 +157,8 @@ def show(
     """Show one experiment: its config, progress and status snapshot."""
     backend = _Backend(server, db_url, (token, tls_ca, tls_cert, tls_key, tls_server_name))
     try:
-        exp = backend.get(name)
-        status = backend.status(name)
+        exp = backend.call(lambda t: t.get_experiment(name))
+        status = dict(backend.call(lambda t: t.status(name)))
     finally:
         backend.close()
     if as_json:
@@ -224,8 +190,7 @@ def fork(
 
     JSON: ``{"name", "id", "source", "at", "seeded": [source proposal numbers], "target", "spec"}``.
     """
-    from db import SchemaOutOfDate, StoreError, open_store
-    from orchestrator.domain import DomainError
+    from db import open_store
     from orchestrator.fork import ForkRequest, fork_experiment
 
     for flag, value in (("--population", population), ("--sample", sample), ("--evaluations", evaluations)):
@@ -234,14 +199,12 @@ def fork(
     url = db_url or DEFAULT_DB
     try:
         store = open_store(url)
-    except SchemaOutOfDate as exc:
-        raise UserError(str(exc)) from None
-    except (StoreError, ValueError) as exc:
+    except SchemaOutOfDate:
+        raise
+    except (AmoebaError, ValueError) as exc:
         raise UserError(f"cannot open database {url}: {exc}") from None
     try:
         result = fork_experiment(store, ForkRequest(source, at, name, population, sample, evaluations, seed))
-    except (DomainError, StoreError) as exc:
-        raise UserError(str(exc)) from None
     finally:
         store.close()
     if as_json:

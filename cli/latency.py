@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,28 +11,12 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from cli.errors import UserError
-from genome import Genome, GenomeError, load_named_genome, named_genomes, parse_genome
-from latency import LatencyError, LatencyReport, LoweringError, estimate, lower_genome
+from cli.genome_arg import load_genome
+from domain.errors import AmoebaError
+from latency import LatencyReport, estimate
 from latency.hardware import CLOCKS_MHZ, PROFILES
 
 MODELS = ("mobilenet_v1", "efficientnet_edgetpu_s", "inception_v4")
-#: (cells, filters) when not given: AmoebaNet-A's published CIFAR-10 size; NAS-Bench-201's skeleton.
-DEFAULT_SIZES = {"nasnet": (6, 36), "nb201": (5, 16)}
-
-
-def _load_genome(text: str) -> Genome:
-    if text in named_genomes():
-        return load_named_genome(text)
-    path = Path(text)
-    if path.is_file():
-        try:
-            return parse_genome(path.read_text().strip())
-        except OSError as exc:
-            raise UserError(f"cannot read genome file {text}: {exc.strerror}") from None
-    if text.lstrip().startswith("{") or "~" in text:
-        return parse_genome(text)
-    raise UserError(f"--genome {text!r} is neither a named genome ({', '.join(named_genomes())}), a JSON file, "
-                    "nor a genome or NB201 arch string")
 
 
 def _model_report(name: str, input_size: int | None, device: str, clock: int | None) -> tuple[LatencyReport, dict[str, Any]]:
@@ -54,12 +37,12 @@ def _model_report(name: str, input_size: int | None, device: str, clock: int | N
 
 
 def latency(
-    genome: Annotated[str | None, typer.Option(help="named genome (amoebanet-a, nasnet-a), a genome JSON file, or an NB201 arch string")] = None,
+    genome: Annotated[str | None, typer.Option(help="named genome (amoebanet-a, nasnet-a, ...), a genome JSON file, or an NB201 arch string")] = None,
     model: Annotated[str | None, typer.Option(help=f"reference network: {', '.join(MODELS)}")] = None,
-    cells: Annotated[int | None, typer.Option("--cells", "-N", help="cells per stack (nasnet, default 6) or per stage (nb201, default 5)")] = None,
-    filters: Annotated[int | None, typer.Option("--filters", "-F", help="filters of the first stack (nasnet, default 36) or stage (nb201, default 16)")] = None,
-    input_size: Annotated[int | None, typer.Option("--input", help="input height = width (default: 32 for genomes, the model's own for --model)")] = None,
-    classes: Annotated[int, typer.Option("--classes", help="number of classes (genomes)")] = 10,
+    cells: Annotated[int | None, typer.Option("--cells", "-N", help="cells per stack or stage (default: the space's standard network)")] = None,
+    filters: Annotated[int | None, typer.Option("--filters", "-F", help="filters of the first stack or stage (default: the space's standard network)")] = None,
+    input_size: Annotated[int | None, typer.Option("--input", help="input height = width (default: the space's standard network; the model's own for --model)")] = None,
+    classes: Annotated[int | None, typer.Option("--classes", help="number of classes (default: the space's standard network)")] = None,
     device: Annotated[str, typer.Option(help=f"device profile: {', '.join(PROFILES)}")] = "usb3",
     clock: Annotated[int | None, typer.Option(help="Edge TPU clock in MHz: 250 or 500 (default: the profile's, 500)")] = None,
     top: Annotated[int, typer.Option(help="show only the TOP slowest layers in the table (0: all, in order)")] = 0,
@@ -78,21 +61,26 @@ def latency(
         raise UserError("--top must be 0 (all layers) or positive")
     if input_size is not None and input_size < 8:
         raise UserError(f"--input must be at least 8, got {input_size}")
+    if classes is not None and classes < 1:
+        raise UserError(f"--classes must be at least 1, got {classes}")
     try:
         if genome is not None:
-            g = _load_genome(genome)
-            size = input_size or 32
-            n_default, f_default = DEFAULT_SIZES.get(g.space, (6, 36))
-            n = n_default if cells is None else cells
-            f = f_default if filters is None else filters
-            graph = lower_genome(g, cells=n, filters=f, input_size=size, num_classes=classes)
-            report = estimate(graph, device=device, clock_mhz=clock)
+            import spaces
+
+            g = load_genome(genome)
+            space = spaces.get(g.space)
+            asked = {"cells": cells, "filters": filters, "input_size": input_size, "num_classes": classes}
+            overrides: dict[str, Any] = {k: v for k, v in asked.items() if v is not None}
+            network = space.latency_settings(overrides).network_dict()
+            report = estimate(space.lower(g, network), device=device, clock_mhz=clock)
             source: dict[str, Any] = {"genome": g.to_json(), "fingerprint": g.fingerprint, "space": g.space,
-                                      "cells": n, "filters": f, "input": size, "classes": classes}
+                                      "network": network, "cells": network.get("cells"),
+                                      "filters": network.get("filters"), "input": network.get("input_size"),
+                                      "classes": network.get("num_classes")}
         else:
             assert model is not None
             report, source = _model_report(model, input_size, device, clock)
-    except (LatencyError, LoweringError, GenomeError) as exc:
+    except AmoebaError as exc:
         raise UserError(str(exc)) from None
     if as_json:
         doc = {"source": source, **report.to_json()}

@@ -9,6 +9,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from cli.errors import UserError
+from domain import Unauthenticated, Unavailable
+from domain.errors import AmoebaError
 
 T = TypeVar("T")
 
@@ -42,7 +44,7 @@ def make_client(
     tls_server_name: str | None = None,
     rpc_timeout_s: float = 30.0,
 ) -> Any:
-    from worker.client import ClientTLS, OrchestratorClient
+    from protos.client import ClientTLS, OrchestratorClient
 
     host, _, port = server.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -60,22 +62,19 @@ def make_client(
     return OrchestratorClient(server, token=blank_to_none(token), tls=tls, rpc_timeout_s=rpc_timeout_s)
 
 
-def rpc_error_line(exc: Any, server: str) -> str:
+def remote_error_line(exc: AmoebaError, server: str) -> str:
     """One line for a failed call: what the server said, or why it could not be reached."""
-    import grpc
-
-    code = exc.code()
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return f"cannot reach the server at {server}: {exc.details()}"
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return f"the server at {server} refused the credentials: {exc.details()} (set --token or AMOEBA_TOKEN)"
-    return f"{exc.details()} ({code.name})"
+    if isinstance(exc, Unavailable):
+        return f"cannot reach the server at {server}: {exc}"
+    if isinstance(exc, Unauthenticated):
+        return f"the server at {server} refused the credentials: {exc} (set --token or AMOEBA_TOKEN)"
+    code = getattr(exc, "code", None)
+    return f"{exc} ({code})" if code else str(exc)
 
 
 def remote(server: str, call: Callable[[], T]) -> T:
-    import grpc
-
+    """``call()`` against the server at ``server``, its failure as one line."""
     try:
         return call()
-    except grpc.RpcError as exc:
-        raise UserError(rpc_error_line(exc, server)) from None
+    except AmoebaError as exc:
+        raise UserError(remote_error_line(exc, server)) from None

@@ -13,6 +13,7 @@ import typer
 
 from cli.errors import UserError
 from cli.remote import TlsCaOpt, TlsCertOpt, TlsKeyOpt, TlsNameOpt, TokenOpt, make_client, remote
+from domain.errors import AmoebaError
 
 
 def register(app: typer.Typer) -> None:
@@ -21,37 +22,26 @@ def register(app: typer.Typer) -> None:
 
 def open_readmodel(db_url: str) -> Any:
     """A read-only ReadModel over ``db_url``, with every way of failing as one user-facing line."""
-    from db import SchemaOutOfDate, StoreError
+    from db import SchemaOutOfDate
     from orchestrator.readmodel import ReadModel
 
     try:
         return ReadModel(db_url)
-    except SchemaOutOfDate as exc:
+    except (SchemaOutOfDate, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from None
-    except (StoreError, ValueError) as exc:
+    except (AmoebaError, ValueError) as exc:
         raise UserError(f"cannot open database {db_url}: {exc}") from None
 
 
 def domain_call(call: Callable[[], Any]) -> Any:
-    """Run a read-model call; domain and store errors become one line."""
-    from db import StoreError
-    from orchestrator.domain import DomainError
-
-    try:
-        return call()
-    except (DomainError, StoreError) as exc:
-        raise UserError(str(exc)) from None
+    """Run a read-model call (its errors are AmoebaErrors: one line at the command's boundary)."""
+    return call()
 
 
 def _server_fetch(client: Any, server: str, experiment: str | None, top: int) -> Callable[[], dict[str, Any]]:
     name = experiment
     if not name:
-        from orchestrator.domain import Experiment, ExperimentSpec
-        from protos import codec
-
-        exps = [codec.decode_experiment(m, Experiment, ExperimentSpec) for m in remote(server, client.list_experiments)]
+        exps = remote(server, client.list_experiments)
         if not exps:
             raise UserError(f"the server at {server} has no experiment")
         running = [e for e in exps if e.state == "running"]

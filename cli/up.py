@@ -32,6 +32,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.errors import UserError
+from domain.errors import AmoebaError
 
 DEFAULT_DB = "sqlite:///amoeba.db"
 DEFAULT_RESULTS = "amoeba-results"
@@ -41,8 +42,9 @@ CIFAR_URL_ENV = "AMOEBA_CIFAR10_URL"
 PROBE_TIMEOUT_S = 5.0
 #: Seconds workers get to release their leases after a stop request before they are killed.
 STOP_GRACE_S = 20.0
-TRAIN_CONFIGS = {"nasnet": "tiny", "nb201": "nb201-12ep"}
+#: The experiment ``amoeba up`` falls back to offline: a tabular benchmark needs no data.
 TABLE_CONFIG = "nb201-table"
+BUILTIN_EVALUATORS = ("train", "table")
 
 
 def register(app: typer.Typer) -> None:
@@ -62,17 +64,46 @@ class Plan:
 
 
 def _load_spec(config: str, name: str | None, evaluations: int | None) -> Any:
-    from configs import ConfigError, load_config
+    from configs import load_config
     from orchestrator.config import parse_spec
-    from orchestrator.domain import InvalidArgument
 
     try:
         data = load_config(config)
         if evaluations is not None:
             data = {k: v for k, v in data.items() if k not in ("evaluations", "C")} | {"evaluations": evaluations}
         return parse_spec(data, name=name)
-    except (ConfigError, InvalidArgument) as exc:
+    except AmoebaError as exc:
         raise UserError(f"config {config}: {exc}") from None
+
+
+def _check_evaluator(evaluator: str | None) -> None:
+    if evaluator is not None and evaluator not in BUILTIN_EVALUATORS and ":" not in evaluator:
+        raise UserError(f"--evaluator must be train, table or MODULE:FUNCTION, got {evaluator!r}")
+
+
+def _space(name: str) -> Any:
+    import spaces
+
+    try:
+        return spaces.get(name)
+    except AmoebaError as exc:
+        raise UserError(f"--space: {exc}") from None
+
+
+def _default_space() -> str:
+    import spaces
+
+    return spaces.DEFAULT_SPACE
+
+
+def _needs_table(space_name: str, what: str) -> None:
+    """The table evaluator looks genomes up in their space's tabular benchmark: refuse spaces without one."""
+    if _space(space_name).table is None:
+        import spaces
+
+        with_table = ", ".join(s.name for s in spaces.all_spaces() if s.table is not None)
+        raise UserError(f"{what} searches the {space_name} space, which has no tabular benchmark for the table "
+                        f"evaluator (spaces with one: {with_table}); use --evaluator train")
 
 
 def _unreachable(url: str, timeout_s: float) -> str | None:
@@ -129,12 +160,11 @@ def _dataset(spec: Any) -> str:
 def plan(config: str | None, space: str | None, evaluator: str | None, data_dir: str | None,
          evaluations: int | None, name: str | None, cifar_url: str) -> Plan:
     """Pick the config and evaluator; with pure defaults and no CIFAR-10, the NB201 table experiment."""
-    if space is not None and space not in TRAIN_CONFIGS:
-        raise UserError(f"--space must be nasnet or nb201, got {space!r}")
-    if evaluator is not None and evaluator not in ("train", "table"):
-        raise UserError(f"--evaluator must be train or table, got {evaluator!r}")
-    if evaluator == "table" and space == "nasnet":
-        raise UserError("the table evaluator only knows NAS-Bench-201 cells: use --space nb201 or --evaluator train")
+    _check_evaluator(evaluator)
+    if space is not None:
+        _space(space)
+    if evaluator == "table" and space is not None:
+        _needs_table(space, "--space")
     if evaluator == "table" and data_dir:
         raise UserError("--data-dir is an option of the train evaluator")
     if config is not None:
@@ -142,19 +172,25 @@ def plan(config: str | None, space: str | None, evaluator: str | None, data_dir:
         if space is not None and space != spec.space:
             raise UserError(f"config {config} searches the {spec.space} space, not {space} (drop --space or pick another config)")
         chosen = evaluator or ("table" if "table" in spec.training else "train")
-        if chosen == "table" and spec.space != "nb201":
-            raise UserError(f"config {config} searches the {spec.space} space; the table evaluator only knows nb201")
+        if chosen == "table":
+            _needs_table(spec.space, f"config {config}")
         if chosen == "train":
             missing = cifar_available(data_dir, cifar_url) if _dataset(spec) == "cifar10" else None
             if missing:
                 raise UserError(f"{missing}: put cifar-10-python.tar.gz in --data-dir DIR or the cache")
         return Plan(spec, chosen, None)
     if evaluator == "table":
-        return Plan(_load_spec(TABLE_CONFIG, name, evaluations), "table", None)
+        configs = _space(space).configs if space is not None else {}
+        return Plan(_load_spec(configs.get("table", TABLE_CONFIG), name, evaluations), "table", None)
+    default = _space(space or _default_space()).configs.get("train")
+    if default is None:
+        raise UserError(f"the {space} space ships no training config: pass --config FILE")
+    if evaluator is not None and evaluator not in BUILTIN_EVALUATORS:
+        return Plan(_load_spec(default, name, evaluations), evaluator, None)  # the user's function trains
     missing = cifar_available(data_dir, cifar_url)
     if missing is None:
-        return Plan(_load_spec(TRAIN_CONFIGS[space or "nasnet"], name, evaluations), "train", None)
-    if evaluator == "train" or data_dir or space == "nasnet":
+        return Plan(_load_spec(default, name, evaluations), "train", None)
+    if evaluator == "train" or data_dir or space is not None:
         raise UserError(f"{missing}: put cifar-10-python.tar.gz in --data-dir DIR or the cache")
     return Plan(_load_spec(TABLE_CONFIG, name, evaluations), "table", missing)
 
@@ -262,16 +298,13 @@ def _hide_password(url: str) -> str:
 
 def _existing_or_new(service: Any, spec: Any) -> tuple[Any, bool]:
     """The experiment of ``spec.name``: resumed when its stored config is the same, created when absent."""
+    from domain import NotFound
     from orchestrator.config import spec_to_dict
-    from orchestrator.domain import DomainError, NotFound
 
     try:
         exp = service.get_experiment(spec.name)
     except NotFound:
-        try:
-            return service.create_experiment(spec), False
-        except DomainError as exc:
-            raise UserError(str(exc)) from None
+        return service.create_experiment(spec), False
     stored, asked = spec_to_dict(exp.spec), spec_to_dict(spec)
     if stored != asked:
         diff = ", ".join(f"{k} {stored[k]!r} -> {asked[k]!r}" for k in stored if stored[k] != asked[k])
@@ -303,7 +336,7 @@ def _summary(service: Any, name: str, status: dict[str, Any]) -> dict[str, Any] 
     if not best:
         return None
     page = service.list_individuals(name, 1, str(int(best["proposal_seq"]) - 1), None)
-    genome = page.individuals[0].genome if page.individuals else None
+    genome = json.loads(page.individuals[0].genome_json) if page.individuals else None
     return {k: best.get(k) for k in ("proposal_seq", "fingerprint", "fitness", "accuracy", "latency_ms", "summary")} | {
         "genome": genome}
 
@@ -316,8 +349,8 @@ def up(
     config: Annotated[str | None, typer.Option(help="shipped config name (tiny, nb201-table, amoebanet-search, ...) or a YAML/JSON file")] = None,
     evaluations: Annotated[int | None, typer.Option(help="C: completed evaluations to run (overrides the config)")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: one per local accelerator, one when none)")] = None,
-    space: Annotated[str | None, typer.Option(help="nasnet or nb201: picks the default config of that space")] = None,
-    evaluator: Annotated[str | None, typer.Option(help="train (Flax on CIFAR-10) or table (NAS-Bench-201 look-up)")] = None,
+    space: Annotated[str | None, typer.Option(help="a search space (nasnet, nb201, ...): picks that space's default config")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="train (Flax on CIFAR-10), table (tabular look-up) or MODULE:FUNCTION (your own training code)")] = None,
     data_dir: Annotated[str | None, typer.Option(envvar="AMOEBA_DATA_DIR", help="folder holding cifar-10-python.tar.gz (default: the cache)")] = None,
     db_url: Annotated[str, typer.Option("--db", help="database URL or SQLite file (migrated automatically)")] = DEFAULT_DB,
     name: Annotated[str | None, typer.Option(help="experiment name (default: the config's); the same name resumes")] = None,
@@ -339,13 +372,13 @@ def up(
         raise UserError(f"--data-dir {data_dir} is not a folder")
     console = Console(stderr=as_json)
     err = Console(stderr=True)
-    from db import StoreError, upgrade
+    from db import upgrade
     from orchestrator.service import open_service
 
     try:
         upgrade(db_url)
         service = open_service(db_url)
-    except (StoreError, ValueError) as exc:
+    except (AmoebaError, ValueError) as exc:
         raise UserError(f"cannot open database {db_url}: {exc}") from None
     try:
         cifar_url = os.environ.get(CIFAR_URL_ENV) or _default_cifar_url()
@@ -367,7 +400,7 @@ def up(
 
 def _stored_spec(service: Any, name: str | None) -> Any:
     """The stored spec of experiment ``name`` (``amoeba up --name X`` continues X as it is), else None."""
-    from orchestrator.domain import NotFound
+    from domain import NotFound
 
     if not name:
         return None
@@ -379,11 +412,10 @@ def _stored_spec(service: Any, name: str | None) -> Any:
 
 def resume_plan(spec: Any, evaluator: str | None, data_dir: str | None, cifar_url: str) -> Plan:
     """Run a stored experiment as it is (a fork, one made by `experiment create`): evaluator from its training."""
-    if evaluator is not None and evaluator not in ("train", "table"):
-        raise UserError(f"--evaluator must be train or table, got {evaluator!r}")
+    _check_evaluator(evaluator)
     chosen = evaluator or ("table" if "table" in spec.training else "train")
-    if chosen == "table" and spec.space != "nb201":
-        raise UserError(f"experiment {spec.name} searches the {spec.space} space; the table evaluator only knows nb201")
+    if chosen == "table":
+        _needs_table(spec.space, f"experiment {spec.name}")
     if chosen == "train" and _dataset(spec) == "cifar10":
         missing = cifar_available(data_dir, cifar_url)
         if missing:

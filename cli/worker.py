@@ -11,7 +11,17 @@ from typing import Annotated, Any
 import typer
 
 from cli.errors import UserError
-from cli.remote import ServerOpt, TlsCaOpt, TlsCertOpt, TlsKeyOpt, TlsNameOpt, TokenOpt, make_client, rpc_error_line
+from cli.remote import (
+    ServerOpt,
+    TlsCaOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
+    TlsNameOpt,
+    TokenOpt,
+    make_client,
+    remote_error_line,
+)
+from domain.errors import AmoebaError
 
 
 def register(app: typer.Typer) -> None:
@@ -34,13 +44,13 @@ def _sleep_range(text: str | None) -> tuple[float, float] | None:
 def worker(
     server: ServerOpt = "127.0.0.1:50051",
     experiment: Annotated[str | None, typer.Option(help="work on this experiment only (default: any running one, moving on as each ends)")] = None,
-    evaluator: Annotated[str, typer.Option(envvar="AMOEBA_EVALUATOR", help="table (NAS-Bench-201 look-up) or train (Flax)")] = "table",
+    evaluator: Annotated[str, typer.Option(envvar="AMOEBA_EVALUATOR", help="table (tabular look-up), train (Flax) or MODULE:FUNCTION (your function gets a Trial and returns {'accuracy': ...})")] = "table",
     data_dir: Annotated[str | None, typer.Option(envvar="AMOEBA_DATA_DIR", help="dataset folder (train evaluator)")] = None,
     table: Annotated[str | None, typer.Option(help="NB201 table CSV (table evaluator; default: the shipped one)")] = None,
     sleep: Annotated[str | None, typer.Option(help="table evaluator: pretend to train SECONDS or LOW,HIGH seconds each")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="without --experiment: wait for new experiments instead of exiting when none is running")] = False,
     max_evaluations: Annotated[int | None, typer.Option(help="exit after this many evaluations")] = None,
-    give_up_after: Annotated[float, typer.Option(help="exit when the server stays unreachable this many seconds")] = 600.0,
+    give_up_after: Annotated[float, typer.Option(help="exit when the server stays unreachable this many seconds")] = 60.0,
     token: TokenOpt = None,
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
@@ -51,15 +61,11 @@ def worker(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON at exit")] = False,
 ) -> None:
     """Evaluate individuals for the orchestrator at --server until the work is done or SIGTERM."""
-    import grpc
-
-    from worker.evaluators import EVALUATORS, UnknownEvaluator, build_evaluator, fatal_errors
+    from worker.evaluators import build_evaluator, fatal_errors
     from worker.loop import Backoff, ServerUnreachable, Worker, WorkerConfig
 
     if wait and experiment:
         raise UserError("--wait is for workers without --experiment (a finished experiment stays finished)")
-    if evaluator not in EVALUATORS:
-        raise UserError(f"unknown evaluator {evaluator!r}; expected one of {', '.join(EVALUATORS)}")
     if max_evaluations is not None and max_evaluations < 1:
         raise UserError("--max-evaluations must be >= 1")
     if give_up_after <= 0:
@@ -73,10 +79,7 @@ def worker(
         options = {"table": table, "sleep_s": _sleep_range(sleep)}
     elif table or sleep:
         raise UserError("--table and --sleep are options of the table evaluator")
-    try:
-        chosen = build_evaluator(evaluator, data_dir=data_dir, **options)
-    except UnknownEvaluator as exc:
-        raise UserError(str(exc)) from None
+    chosen = build_evaluator(evaluator, data_dir=data_dir, **options)
     client = make_client(server, token, tls_ca, tls_cert, tls_key, tls_server_name)
     config = WorkerConfig(
         experiment=experiment, max_evaluations=max_evaluations, worker_id=worker_id or "",
@@ -87,12 +90,12 @@ def worker(
         signal.signal(sig, lambda *_: loop.request_stop())
     try:
         summary = loop.run()
-    except grpc.RpcError as exc:
-        raise UserError(rpc_error_line(exc, server)) from None
     except ServerUnreachable as exc:
         raise UserError(str(exc)) from None
     except fatal_errors(evaluator) as exc:
         raise UserError(str(exc)) from None
+    except AmoebaError as exc:
+        raise UserError(remote_error_line(exc, server)) from None
     finally:
         client.close()
     if as_json:

@@ -7,10 +7,12 @@ from typing import Any
 
 import yaml
 
+from domain.errors import AmoebaError
+
 HERE = Path(__file__).parent
 
 
-class ConfigError(ValueError):
+class ConfigError(AmoebaError, ValueError):
     """A config cannot be found or read; the message is one line for the user."""
 
 

@@ -89,8 +89,8 @@ class MemoryTx:
         self._d.next_individual_id += 1
         values = asdict(new)
         rec = IndividualRecord(
-            id=new_id, fitness=None, accuracy=None, latency_ms=None, params=None, mult_adds=None,
-            train_seconds=None, compile_seconds=None, fits_on_chip=None, failure_reason=None,
+            id=new_id, fitness=None, accuracy=None, params=None, mult_adds=None,
+            train_seconds=None, compile_seconds=None, failure_reason=None,
             completion_rank=None, in_population=False, improved=False, completed_at=None, **values,
         )
         self._set(self._d.individuals, new_id, rec)
@@ -148,6 +148,10 @@ class MemoryTx:
 
     def by_completion_rank(self, experiment_id: int, rank: int) -> IndividualRecord | None:
         return next((i for i in self._of(experiment_id) if i.completion_rank == rank), None)
+
+    def completions(self, experiment_id: int, from_rank: int, limit: int) -> list[IndividualRecord]:
+        done = [i for i in self._of(experiment_id) if i.completion_rank is not None and i.completion_rank >= from_rank]
+        return sorted(done, key=lambda i: i.completion_rank or 0)[:limit]
 
     def individuals(
         self, experiment_id: int, after_seq: int, limit: int, state: str | None = None

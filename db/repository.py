@@ -24,8 +24,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from domain.errors import AmoebaError
 
-class StoreError(Exception):
+
+class StoreError(AmoebaError):
     """Base of the store's own errors."""
 
 
@@ -77,6 +79,8 @@ class NewIndividual:
     lease_token: str | None = None
     lease_deadline: float | None = None
     leased_at: float | None = None
+    latency_ms: float | None = None
+    fits_on_chip: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +219,11 @@ class StoreTx(Protocol):
         ...
 
     def by_completion_rank(self, experiment_id: int, rank: int) -> IndividualRecord | None: ...
+
+    def completions(self, experiment_id: int, from_rank: int, limit: int) -> list[IndividualRecord]:
+        """Completed individuals with completion rank >= ``from_rank``, in completion order, at most ``limit``
+        (walks the rank index: how an algorithm whose state is its whole history catches up)."""
+        ...
 
     def individuals(
         self, experiment_id: int, after_seq: int, limit: int, state: str | None = None

@@ -83,6 +83,8 @@ def _hot_sql(postgres: bool) -> dict[str, str]:
         f"ORDER BY proposal_seq LIMIT 1{skip}",
         "population": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND {_TRUE['in_population'][postgres]} "
         "ORDER BY completion_rank",
+        "completions": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND completion_rank IS NOT NULL "
+        "AND completion_rank >= :rank ORDER BY completion_rank LIMIT :limit",
         "add_individual": f"INSERT INTO individuals ({', '.join(_NEW)}) VALUES ({', '.join(':' + n for n in _NEW)}) "
         "RETURNING id",
         "add_events": f"INSERT INTO events ({', '.join(_EVENT)}) VALUES ({', '.join(':' + n for n in _EVENT)})",
@@ -282,6 +284,9 @@ class SqlTx:
         stmt = select(*_I_COLS).where(I.c.experiment_id == experiment_id, I.c.completion_rank == rank)
         row = self._c.execute(stmt).first()
         return None if row is None else _ind(row)
+
+    def completions(self, experiment_id: int, from_rank: int, limit: int) -> list[IndividualRecord]:
+        return [_ind(r) for r in self._all("completions", {"eid": experiment_id, "rank": from_rank, "limit": limit})]
 
     def individuals(
         self, experiment_id: int, after_seq: int, limit: int, state: str | None = None

@@ -1,19 +1,24 @@
-"""Aging (regularized) evolution, non-aging evolution and random search as pure, replayable steps."""
+"""Search algorithms as pure, replayable folds: aging and non-aging evolution, random search, and plug-ins."""
 
 from evolution.algorithms import (
-    ALGORITHMS,
+    Algorithm,
+    AlgorithmContext,
+    AlgorithmError,
     EvolutionConfig,
     Member,
     Proposal,
-    observe,
-    propose,
+    algorithm_names,
+    build_algorithm,
+    register_algorithm,
 )
-from evolution.objectives import Objective, ObjectiveError, build_objective
-from evolution.replay import Completed, Failed, Proposed, ReplayMismatch, Seeded, fold, verify
+from evolution.objectives import Objective, ObjectiveError, build_objective, pareto_front_indices
+from evolution.replay import Completed, Failed, Proposed, ReplayMismatch, ReplayState, Seeded, fold, verify
 from evolution.rng import rng_for
 
 __all__ = [
-    "ALGORITHMS",
+    "Algorithm",
+    "AlgorithmContext",
+    "AlgorithmError",
     "Completed",
     "EvolutionConfig",
     "Failed",
@@ -23,11 +28,14 @@ __all__ = [
     "Proposal",
     "Proposed",
     "ReplayMismatch",
+    "ReplayState",
     "Seeded",
+    "algorithm_names",
+    "build_algorithm",
     "build_objective",
     "fold",
-    "observe",
-    "propose",
+    "pareto_front_indices",
+    "register_algorithm",
     "rng_for",
     "verify",
 ]

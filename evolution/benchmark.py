@@ -53,7 +53,7 @@ def compare(
         values: list[float] = []
         evaluations: list[int] = []
         for r in range(runs):
-            config = EvolutionConfig(population_size, sample_size, algorithm, seed + r)  # type: ignore[arg-type]
+            config = EvolutionConfig(population_size, sample_size, algorithm, seed + r)
             result = run_search(
                 config,
                 space,

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from domain.errors import AmoebaError
 
-class ObjectiveError(ValueError):
+
+class ObjectiveError(AmoebaError, ValueError):
     """An objective spec is malformed."""
 
 
@@ -112,16 +114,28 @@ def build_objective(spec: Any) -> Objective:
     return Objective(kind, target, soft, hard, bonus, max_lat, tuple(sorted(latency.items())))
 
 
+def pareto_flags(points: Sequence[tuple[float, float | None]]) -> list[bool]:
+    """For (accuracy, latency_ms) points: True where no other point dominates (accuracy up, latency down).
+
+    A point is dominated when another is at least as accurate and at least as fast and strictly better
+    in one; equal points do not dominate each other, so duplicates on the front all stay on it. A
+    missing latency counts as infinitely slow. O(n log n): one pass in latency order.
+    """
+    lat = [math.inf if p[1] is None else float(p[1]) for p in points]
+    order = sorted(range(len(points)), key=lambda i: (lat[i], -points[i][0]))
+    flags = [False] * len(points)
+    best_acc = -math.inf
+    best_at: tuple[float, float] | None = None
+    for i in order:
+        acc = points[i][0]
+        if acc > best_acc:
+            flags[i] = True
+            best_acc, best_at = acc, (acc, lat[i])
+        elif best_at is not None and (acc, lat[i]) == best_at:
+            flags[i] = True
+    return flags
+
+
 def pareto_front_indices(points: Sequence[tuple[float, float | None]]) -> list[int]:
-    """Indices of the non-dominated (accuracy up, latency down) points; a missing latency counts as +inf."""
-    lat = [math.inf if p[1] is None else p[1] for p in points]
-    front = []
-    for i, (acc_i, _) in enumerate(points):
-        dominated = any(
-            (points[j][0] >= acc_i and lat[j] <= lat[i]) and (points[j][0] > acc_i or lat[j] < lat[i])
-            for j in range(len(points))
-            if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return front
+    """Indices of the non-dominated (accuracy up, latency down) points, in input order (see ``pareto_flags``)."""
+    return [i for i, on in enumerate(pareto_flags(points)) if on]

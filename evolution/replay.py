@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from evolution.algorithms import EvolutionConfig, Member, Proposal, observe, propose
-from mutations import Mutation
+from evolution.algorithms import Algorithm, Member, Proposal
+from evolution.rng import rng_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +72,9 @@ class ReplayMismatch:
 
 @dataclass(frozen=True, slots=True)
 class ReplayState:
-    """The population and derived proposals after folding a prefix of the log."""
+    """The algorithm's state and derived proposals after folding a prefix of the log."""
 
+    state: Any
     population: tuple[Member, ...]
     proposals: dict[int, Proposal]
     completed: int
@@ -81,21 +82,15 @@ class ReplayState:
     mismatch: ReplayMismatch | None
 
 
-def fold(
-    config: EvolutionConfig,
-    space: Any,
-    mutation: Mutation,
-    events: Iterable[Event],
-    stop_at_mismatch: bool = True,
-) -> ReplayState:
-    """Fold events in log order: re-derive each proposal from the population it saw and (seed, seq)."""
-    population: tuple[Member, ...] = ()
+def fold(algorithm: Algorithm[Any], seed: int, events: Iterable[Event], stop_at_mismatch: bool = True) -> ReplayState:
+    """Fold events in log order: re-derive each proposal from the state it saw and ``rng_for(seed, seq)``."""
+    state = algorithm.initial()
     proposals: dict[int, Proposal] = {}
     completed = failed = 0
     mismatch: ReplayMismatch | None = None
     for event in events:
         if isinstance(event, Proposed):
-            derived = propose(config, space, mutation, population, event.seq)
+            derived, state = algorithm.propose(state, event.seq, rng_for(seed, event.seq))
             proposals[event.seq] = derived
             stored = (event.fingerprint, event.parent_seq)
             if mismatch is None and (derived.genome.fingerprint, derived.parent_seq) != stored:
@@ -116,17 +111,17 @@ def fold(
                     break
                 continue
             member = Member(event.seq, proposal.genome, event.fitness, event.accuracy, event.latency_ms)
-            population, _ = observe(config, population, member)
+            state = algorithm.observe(state, member)
             completed += 1
         elif isinstance(event, Seeded):
             seeded = Member(event.seq, event.genome, event.fitness, event.accuracy, event.latency_ms)
-            population, _ = observe(config, population, seeded)
+            state = algorithm.observe(state, seeded)
             completed += 1
         else:
             failed += 1
-    return ReplayState(population, proposals, completed, failed, mismatch)
+    return ReplayState(state, algorithm.population(state), proposals, completed, failed, mismatch)
 
 
-def verify(config: EvolutionConfig, space: Any, mutation: Mutation, events: Iterable[Event]) -> ReplayMismatch | None:
+def verify(algorithm: Algorithm[Any], seed: int, events: Iterable[Event]) -> ReplayMismatch | None:
     """None when every stored proposal re-derives exactly; otherwise the first mismatch."""
-    return fold(config, space, mutation, events).mismatch
+    return fold(algorithm, seed, events).mismatch

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evolution.algorithms import EvolutionConfig, Member, Proposal, observe, propose
+from evolution.algorithms import EvolutionConfig, Member, Proposal
+from evolution.rng import rng_for
 from genome import Genome
 from mutations import Mutation
 
@@ -36,21 +37,22 @@ def run_search(
     """
     if max_evaluations is None and budget is None:
         raise ValueError("give max_evaluations or a cost budget")
-    population: tuple[Member, ...] = ()
+    algorithm = config.build(space, mutation)
+    state = algorithm.initial()
     proposals: list[Proposal] = []
     fitnesses: list[float] = []
     best: Member | None = None
     spent = 0.0
     seq = 0
     while max_evaluations is None or seq < max_evaluations:
-        proposal = propose(config, space, mutation, population, seq)
+        proposal, state = algorithm.propose(state, seq, rng_for(config.seed, seq))
         if budget is not None and cost is not None:
             spent += cost(proposal.genome)
             if spent > budget and seq > 0:
                 break
         value = fitness(proposal.genome)
         member = Member(seq, proposal.genome, value, value)
-        population, _ = observe(config, population, member)
+        state = algorithm.observe(state, member)
         proposals.append(proposal)
         fitnesses.append(value)
         if best is None or value > best.fitness:

@@ -1,15 +1,15 @@
-"""Search spaces and genomes: frozen values with canonical JSON and stable fingerprints."""
+"""Genomes as frozen values with canonical JSON and stable fingerprints; one module per search space."""
 
-from genome.base import Genome, GenomeError, SearchSpace, canonical_json, fingerprint_of
+from genome.base import Decision, Genome, GenomeError, SearchSpace, canonical_json, fingerprint_of
 from genome.nasnet import NASNET_OPS, Cell, Combination, NASNetGenome, NASNetSpace
 from genome.nb201 import NB201_OPS, NB201Genome, NB201Space
-from genome.registry import get_space, load_named_genome, named_genomes, parse_genome
 
 __all__ = [
     "NASNET_OPS",
     "NB201_OPS",
     "Cell",
     "Combination",
+    "Decision",
     "Genome",
     "GenomeError",
     "NASNetGenome",
@@ -19,8 +19,4 @@ __all__ = [
     "SearchSpace",
     "canonical_json",
     "fingerprint_of",
-    "get_space",
-    "load_named_genome",
-    "named_genomes",
-    "parse_genome",
 ]

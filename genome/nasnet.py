@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from genome.base import GenomeError, fingerprint_of
+from genome.base import Decision, GenomeError, check_decisions, fingerprint_of
 
 #: The op list of the paper, in the paper's order. Names are shared with the Flax op table and the
 #: latency simulator (a test keeps the three in step).
@@ -213,3 +214,31 @@ class NASNetSpace:
             if kind not in data:
                 raise GenomeError(f"nasnet genome is missing the {kind} cell")
         return NASNetGenome(_parse_cell(data["normal"], "normal"), _parse_cell(data["reduction"], "reduction"))
+
+    # --- the decision view: per cell, per combination, (left input, left op, right input, right op) ----
+
+    def decisions(self, genome: NASNetGenome) -> tuple[int, ...]:
+        """20 choices per cell, normal then reduction; ``extra_outputs`` (a reference-code quirk) is not a choice."""
+        out: list[int] = []
+        for kind in CELL_KINDS:
+            for c in genome.cell(kind).combinations:
+                out += [c.left_input, NASNET_OPS.index(c.left_op), c.right_input, NASNET_OPS.index(c.right_op)]
+        return tuple(out)
+
+    def next_decision(self, prefix: Sequence[int]) -> Decision | None:
+        i = len(prefix)
+        if i >= 2 * NUM_COMBINATIONS * 4:
+            return None
+        k, slot = (i // 4) % NUM_COMBINATIONS, i % 4
+        return Decision("input", NUM_INPUTS + k) if slot in (0, 2) else Decision("op", len(NASNET_OPS))
+
+    def from_decisions(self, decisions: Sequence[int]) -> NASNetGenome:
+        check_decisions(self, decisions)
+        cells = []
+        for c in range(2):
+            combos = []
+            for k in range(NUM_COMBINATIONS):
+                a, b, x, y = decisions[(c * NUM_COMBINATIONS + k) * 4:(c * NUM_COMBINATIONS + k) * 4 + 4]
+                combos.append(Combination(a, NASNET_OPS[b], x, NASNET_OPS[y]))
+            cells.append(Cell(tuple(combos)))
+        return NASNetGenome(cells[0], cells[1])

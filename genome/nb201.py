@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from genome.base import GenomeError, fingerprint_of
+from genome.base import Decision, GenomeError, check_decisions, fingerprint_of
 
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -98,3 +99,15 @@ class NB201Space:
         import itertools
 
         return [NB201Genome(ops) for ops in itertools.product(NB201_OPS, repeat=len(NB201_EDGES))]
+
+    # --- the decision view: one op per edge, in arch-string order --------------------------------------
+
+    def decisions(self, genome: NB201Genome) -> tuple[int, ...]:
+        return tuple(NB201_OPS.index(op) for op in genome.ops)
+
+    def next_decision(self, prefix: Sequence[int]) -> Decision | None:
+        return Decision("op", len(NB201_OPS)) if len(prefix) < len(NB201_EDGES) else None
+
+    def from_decisions(self, decisions: Sequence[int]) -> NB201Genome:
+        check_decisions(self, decisions)
+        return NB201Genome(tuple(NB201_OPS[d] for d in decisions))

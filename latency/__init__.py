@@ -1,12 +1,12 @@
-"""Simulated Coral Edge TPU latency: a layer IR, genome lowering and a calibrated hardware model."""
+"""Simulated Coral Edge TPU latency: a layer IR, the spaces' lowerings and a calibrated hardware model."""
 
-from latency.estimate import LatencyError, LatencyReport, LayerCost, clear_cache, estimate, estimate_genome
+from latency.builder import LoweringError
+from latency.estimate import LatencyError, LatencyReport, LayerCost, estimate
 from latency.hardware import PROFILES, DeviceProfile
 from latency.ir import Graph, GraphBuilder, IRError, Layer
-from latency.lower import NASNET_OP_LOWERING, LoweringError, lower_genome, lower_nasnet, lower_nb201
+from latency.settings import LatencySettings, LatencySettingsError, resolve_settings
 
 __all__ = [
-    "NASNET_OP_LOWERING",
     "PROFILES",
     "DeviceProfile",
     "Graph",
@@ -14,13 +14,11 @@ __all__ = [
     "IRError",
     "LatencyError",
     "LatencyReport",
+    "LatencySettings",
+    "LatencySettingsError",
     "Layer",
     "LayerCost",
     "LoweringError",
-    "clear_cache",
     "estimate",
-    "estimate_genome",
-    "lower_genome",
-    "lower_nasnet",
-    "lower_nb201",
+    "resolve_settings",
 ]

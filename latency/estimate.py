@@ -1,15 +1,12 @@
-"""Latency estimation: run the hardware model over an IR graph; ``estimate_genome`` is the cached fast path."""
+"""Latency estimation: run the hardware model over an IR graph (``estimate``), layer by layer."""
 
 from __future__ import annotations
 
 import functools
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from genome import Genome, NASNetGenome
-from genome.nasnet import Cell
+from domain.errors import AmoebaError
 from latency.hardware import (
     CLOCKS_MHZ,
     EXECUTABLE_RESERVE_BYTES,
@@ -27,7 +24,7 @@ TPU = "tpu"
 CPU = "cpu"
 
 
-class LatencyError(ValueError):
+class LatencyError(AmoebaError, ValueError):
     """Bad estimation arguments (unknown device, clock, or a graph that cannot be estimated)."""
 
 
@@ -110,7 +107,7 @@ def _too_many_dims(layer: Layer) -> bool:
 
 
 @functools.lru_cache(maxsize=65536)
-def _static_cost(kind: str, in_shapes: tuple[Shape, ...], out_shape: Shape, kernel: tuple[int, int], groups: int,
+def static_cost(kind: str, in_shapes: tuple[Shape, ...], out_shape: Shape, kernel: tuple[int, int], groups: int,
                  weights: int, params: int, macs: int) -> tuple[float, float, int, int]:
     """(cycles, utilization, parameter bytes, spilled activation bytes) of a layer on the chip.
 
@@ -130,13 +127,7 @@ def estimate(graph: Graph, device: str = "usb3", clock_mhz: int | None = None, *
     ``layers=False`` leaves the per-layer breakdown out of the report (the totals are the same), which
     saves a third of the time where only the total matters (a search objective).
     """
-    try:
-        dev: DeviceProfile = profile(device)
-    except ValueError as exc:
-        raise LatencyError(str(exc)) from None
-    clock = dev.clock_mhz if clock_mhz is None else clock_mhz
-    if clock not in CLOCKS_MHZ:
-        raise LatencyError(f"clock must be one of {', '.join(map(str, CLOCKS_MHZ))} MHz, got {clock}")
+    dev, clock = device_and_clock(device, clock_mhz)
     if not graph.layers:
         raise LatencyError(f"graph {graph.name!r} has no layers")
     hz = clock * 1e6
@@ -151,7 +142,7 @@ def estimate(graph: Graph, device: str = "usb3", clock_mhz: int | None = None, *
     fallback: list[str] = []
     for i, layer in enumerate(layers_):
         if on_tpu[i]:
-            cycles, util, pbytes, spill = _static_cost(layer.kind, layer.in_shapes, layer.out_shape, layer.kernel,
+            cycles, util, pbytes, spill = static_cost(layer.kind, layer.in_shapes, layer.out_shape, layer.kernel,
                                                        layer.groups, layer.weights, layer.params, layer.macs)
             # Parameters are cached in layer order while they fit; the rest stream in every inference,
             # overlapped with the layer's compute (the DMA runs ahead of the array).
@@ -201,151 +192,13 @@ def estimate(graph: Graph, device: str = "usb3", clock_mhz: int | None = None, *
     )
 
 
-_CACHE_SIZE = 4096
-_cache: OrderedDict[tuple[Any, ...], LatencyReport] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def estimate_genome(
-    genome: Genome, *, cells: int, filters: int, input_size: int = 32, num_classes: int = 10,
-    device: str = "usb3", clock_mhz: int | None = None, dataset: str | None = None, layers: bool = True,
-) -> LatencyReport:
-    """Latency of the network a genome describes (lowered without JAX), memoized on its fingerprint.
-
-    NASNet: N = ``cells``, F = ``filters``, ``dataset`` picks the stem (default: by input size). NB201:
-    ``cells`` per stage and ``filters`` stage-1 channels (5 and 16 in the benchmark). Raises
-    ``LoweringError`` for bad sizes and ``LatencyError`` for a bad device or clock. ``layers=False``
-    (the objective path) leaves out the per-layer breakdown and, for NASNet genomes whose parameters
-    fit on chip, sums memoized per-cell totals instead of lowering every layer (the same result).
-    """
-    from latency.lower import lower_genome
-
-    key = (genome.space, genome.fingerprint, cells, filters, input_size, num_classes, device, clock_mhz, dataset, layers)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit
-    report = None
-    if not layers and isinstance(genome, NASNetGenome):
-        report = _estimate_nasnet_totals(genome, cells, filters, input_size, num_classes, device, clock_mhz, dataset)
-    if report is None:
-        graph = lower_genome(genome, cells=cells, filters=filters, input_size=input_size, num_classes=num_classes,
-                             dataset=dataset)
-        report = estimate(graph, device=device, clock_mhz=clock_mhz, layers=layers)
-    with _cache_lock:
-        _cache[key] = report
-        if len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return report
-
-
-@dataclass(frozen=True, slots=True)
-class _Totals:
-    """Additive chip costs of a group of layers that all run on the chip with cached parameters."""
-
-    cycles: float = 0.0
-    spill: int = 0
-    param_bytes: int = 0
-    macs: int = 0
-    params: int = 0
-
-    def __add__(self, other: _Totals) -> _Totals:
-        return _Totals(self.cycles + other.cycles, self.spill + other.spill, self.param_bytes + other.param_bytes,
-                       self.macs + other.macs, self.params + other.params)
-
-
-def _totals(graph: Graph) -> _Totals:
-    cycles = 0.0
-    spill = pbytes = 0
-    for layer in graph.layers:
-        c, _, p, s = _static_cost(layer.kind, layer.in_shapes, layer.out_shape, layer.kernel, layer.groups,
-                                  layer.weights, layer.params, layer.macs)
-        cycles += c
-        spill += s
-        pbytes += p
-    return _Totals(cycles, spill, pbytes, graph.total_macs(), graph.total_params())
-
-
-_cell_totals: dict[tuple[Any, ...], tuple[_Totals, Shape, bool, bool]] = {}
-_CELL_TOTALS_LIMIT = 4096
-
-
-def _estimate_nasnet_totals(genome: NASNetGenome, cells: int, filters: int, input_size: int, num_classes: int,
-                            device: str, clock_mhz: int | None, dataset: str | None) -> LatencyReport | None:
-    """The latency of a NASNet genome from per-cell totals (memoized on the cell, its input shapes and
-    filters), or None when its parameters do not all fit on chip (then layer order matters: the full path)."""
-    from latency.lower import (
-        PREVPREV_PLACEHOLDER,
-        check_args,
-        lower_cell,
-        lower_stem_and_head,
-        nasnet_skeleton,
-        resolve_stem,
-    )
-
-    check_args(cells, filters, input_size, num_classes)
-    stem = resolve_stem(input_size, {None: None, "cifar10": "cifar", "imagenet": "imagenet"}.get(dataset, dataset))
+def device_and_clock(device: str, clock_mhz: int | None) -> tuple[DeviceProfile, int]:
+    """The device profile and the clock to use (the profile's own when None); LatencyError when unknown."""
     try:
-        dev = profile(device)
+        dev: DeviceProfile = profile(device)
     except ValueError as exc:
         raise LatencyError(str(exc)) from None
     clock = dev.clock_mhz if clock_mhz is None else clock_mhz
     if clock not in CLOCKS_MHZ:
         raise LatencyError(f"clock must be one of {', '.join(map(str, CLOCKS_MHZ))} MHz, got {clock}")
-    # A tensor is (identity, shape): the identity tells a cell whose two inputs are one tensor, and
-    # liveness is tracked per tensor (a cell that never reads state 0 leaves the cell before last dead).
-    Tensor = tuple[int, Shape]
-    ids = iter(range(1 << 30))
-    done: list[tuple[int, int, int, _Totals, bool, bool]] = []  # (out, h_prev, h_prevprev, totals, reads...)
-
-    def cell_fn(name: str, cell: Cell, h_prev: Tensor, h_prevprev: Tensor, f: int, reduction: bool) -> Tensor:
-        same = h_prev[0] == h_prevprev[0]
-        key = (cell, reduction, h_prev[1], h_prevprev[1], f, same)
-        found = _cell_totals.get(key)
-        if found is None:
-            graph = lower_cell(cell, reduction, h_prev[1], h_prevprev[1], f, same)
-            reads_prev = any(GRAPH_INPUT in layer.inputs for layer in graph.layers)
-            reads_pp = reads_prev if same else any(layer.name == PREVPREV_PLACEHOLDER for layer in graph.layers)
-            found = (_totals(graph), graph.output_shape, reads_prev, reads_pp)
-            if len(_cell_totals) >= _CELL_TOTALS_LIMIT:
-                _cell_totals.clear()
-            _cell_totals[key] = found
-        out = next(ids)
-        done.append((out, h_prev[0], h_prevprev[0], found[0], found[2], found[3]))
-        return (out, found[1])
-
-    stem_graph, _, stem_shape = lower_stem_and_head(stem, filters, input_size, (1, 1, 1), num_classes)
-    stem_id = next(ids)
-    last = nasnet_skeleton(genome, cells, filters, stem, lambda *_: (stem_id, stem_shape), cell_fn, lambda t: t)
-    _, head_graph, _ = lower_stem_and_head(stem, filters, input_size, last[1], num_classes)
-    live = {last[0]}
-    total = _totals(head_graph)
-    for out, prev_id, pp_id, cell_totals, reads_prev, reads_pp in reversed(done):
-        if out in live:
-            total = total + cell_totals
-            if reads_prev:
-                live.add(prev_id)
-            if reads_pp:
-                live.add(pp_id)
-    if stem_id not in live:
-        return None  # the output does not depend on the input; let the full path say what remains
-    total = total + _totals(stem_graph)
-    if total.param_bytes > PARAM_CACHE_BYTES - EXECUTABLE_RESERVE_BYTES:
-        return None
-    hz, bw = clock * 1e6, dev.link_bytes_per_s
-    io_s = (numel((input_size, input_size, 3)) + num_classes) / bw
-    tpu_s = total.cycles / hz + 2 * total.spill / bw
-    invoke_s = dev.invoke_ms / 1e3
-    return LatencyReport(
-        graph=f"nasnet N={cells} F={filters} {input_size}x{input_size}", device=dev.name, clock_mhz=clock,
-        latency_ms=(invoke_s + io_s + tpu_s) * 1e3, invoke_ms=invoke_s * 1e3, transfer_ms=io_s * 1e3,
-        tpu_ms=tpu_s * 1e3, cpu_ms=0.0, on_chip_param_bytes=total.param_bytes, streamed_bytes=0,
-        spill_bytes=total.spill, fits_on_chip=True, fallback_ops=(), macs=total.macs, params=total.params, layers=(),
-    )
-
-
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
-    _cell_totals.clear()
+    return dev, clock

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from domain.errors import AmoebaError
+
 Shape = tuple[int, ...]
 
 # Layer kinds. MAC layers carry weights; the rest are vector or data-movement ops.
@@ -32,7 +34,7 @@ KINDS = (CONV, POINTWISE, DEPTHWISE, DENSE, AVG_POOL, MAX_POOL, ADD, MUL, CONCAT
 GRAPH_INPUT = -1
 
 
-class IRError(ValueError):
+class IRError(AmoebaError, ValueError):
     """A layer or graph is malformed (bad kind, shapes or references)."""
 
 

@@ -1,4 +1,5 @@
-"""The network and device an experiment's latency objective is estimated for, with per-space defaults."""
+"""The device and the network an objective's latency is estimated for: the space's standard network,
+updated by an experiment's overrides, validated without knowing the space."""
 
 from __future__ import annotations
 
@@ -7,81 +8,69 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from genome import Genome
-from latency.estimate import LatencyReport, estimate_genome
-from latency.hardware import PROFILES
+from domain.errors import AmoebaError
+from latency.hardware import CLOCKS_MHZ, PROFILES
 
-#: The standard network of each space: NASNet's search child (N = 3, F = 24) and NAS-Bench-201's
-#: skeleton (5 cells per stage, 16 channels), both on 32x32 CIFAR-10 images.
-SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "nasnet": {"cells": 3, "filters": 24, "input_size": 32, "num_classes": 10},
-    "nb201": {"cells": 5, "filters": 16, "input_size": 32, "num_classes": 10},
-}
-_KEYS = ("device", "clock_mhz", "cells", "filters", "input_size", "num_classes", "dataset")
+DEVICE_KEYS = ("device", "clock_mhz")
+#: Integers in network settings are sizes and counts: positive and below this.
+MAX_SETTING = 1_000_000
 
 
-class LatencySettingsError(ValueError):
+class LatencySettingsError(AmoebaError, ValueError):
     """The latency settings of an objective are malformed; the message names the key."""
 
 
 @dataclass(frozen=True, slots=True)
 class LatencySettings:
-    """Estimate latency of the space's network at this size, on this device and clock."""
+    """Where (``device``, ``clock_mhz``) and for which network (the space's keys, sorted pairs) to estimate."""
 
-    cells: int
-    filters: int
-    input_size: int = 32
-    num_classes: int = 10
+    network: tuple[tuple[str, Any], ...]
     device: str = "usb3"
     clock_mhz: int | None = None
-    dataset: str | None = None
 
-    def estimate(self, genome: Genome) -> LatencyReport:
-        return estimate_genome(
-            genome, cells=self.cells, filters=self.filters, input_size=self.input_size,
-            num_classes=self.num_classes, device=self.device, clock_mhz=self.clock_mhz, dataset=self.dataset,
-            layers=False,
-        )
+    def network_dict(self) -> dict[str, Any]:
+        return dict(self.network)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.network_dict(), "device": self.device, "clock_mhz": self.clock_mhz}
 
 
-def _positive_int(key: str, value: Any, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise LatencySettingsError(f"latency {key} must be an integer between 1 and {high}, got {value!r}")
-    return value
+def resolve_settings(standard: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> LatencySettings:
+    """``standard`` (a space's network) updated by ``overrides`` (an objective's ``latency`` mapping).
 
-
-def resolve_settings(space: str, overrides: Mapping[str, Any] | None = None) -> LatencySettings:
-    """The space's defaults updated by ``overrides`` (an objective's ``latency`` mapping), validated."""
-    if space not in SPACE_DEFAULTS:
-        raise LatencySettingsError(f"no latency defaults for space {space!r}")
-    values: dict[str, Any] = dict(SPACE_DEFAULTS[space])
+    Keys are the standard network's own plus ``device`` and ``clock_mhz``; a setting keeps the kind of
+    its standard value (a positive integer, or a string/None choice the space's lowering checks).
+    """
+    values: dict[str, Any] = dict(standard)
+    device, clock = "usb3", None
     for key, value in (overrides or {}).items():
-        if key not in _KEYS:
-            raise LatencySettingsError(f"unknown latency setting {key!r}; expected one of {', '.join(_KEYS)}")
-        values[key] = value
-    device = values.get("device", "usb3")
+        if key == "device":
+            device = value
+        elif key == "clock_mhz":
+            clock = value
+        elif key not in standard:
+            known = ", ".join([*standard, *DEVICE_KEYS])
+            raise LatencySettingsError(f"unknown latency setting {str(key)[:60]!r}; expected one of {known}")
+        else:
+            values[key] = _setting(key, value, standard[key])
     if device not in PROFILES:
-        raise LatencySettingsError(f"latency device must be one of {', '.join(PROFILES)}, got {device!r}")
-    clock = values.get("clock_mhz")
-    if clock is not None and clock not in (250, 500):
-        raise LatencySettingsError(f"latency clock_mhz must be 250 or 500, got {clock!r}")
-    dataset = values.get("dataset")
-    if dataset is not None and dataset not in ("cifar10", "imagenet"):
-        raise LatencySettingsError(f"latency dataset must be cifar10 or imagenet, got {dataset!r}")
-    return LatencySettings(
-        cells=_positive_int("cells", values["cells"], 64),
-        filters=_positive_int("filters", values["filters"], 4096),
-        input_size=_positive_int("input_size", values["input_size"], 4096),
-        num_classes=_positive_int("num_classes", values["num_classes"], 100_000),
-        device=device,
-        clock_mhz=clock,
-        dataset=dataset,
-    )
+        raise LatencySettingsError(f"latency device must be one of {', '.join(PROFILES)}, got {str(device)[:60]!r}")
+    if clock is not None and (isinstance(clock, bool) or clock not in CLOCKS_MHZ):
+        raise LatencySettingsError(f"latency clock_mhz must be one of {', '.join(map(str, CLOCKS_MHZ))}, got {clock!r}")
+    return LatencySettings(tuple(sorted(values.items())), device, clock)
 
 
-def latency_of(genome: Genome, settings: LatencySettings) -> tuple[float, bool]:
-    """(latency in ms, fits on chip) of a genome; a finite, non-negative latency or LatencySettingsError."""
-    report = settings.estimate(genome)
-    if not math.isfinite(report.latency_ms) or report.latency_ms < 0:
-        raise LatencySettingsError(f"latency estimate for {genome.fingerprint} is not finite")
-    return report.latency_ms, report.fits_on_chip
+def _setting(key: str, value: Any, standard: Any) -> Any:
+    if isinstance(standard, bool) or isinstance(value, bool):
+        raise LatencySettingsError(f"latency {key} cannot be a boolean")
+    if isinstance(standard, int):
+        if not isinstance(value, int) or not 1 <= value <= MAX_SETTING:
+            raise LatencySettingsError(f"latency {key} must be an integer between 1 and {MAX_SETTING}, got {value!r}")
+        return value
+    if isinstance(standard, float):
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise LatencySettingsError(f"latency {key} must be a positive number, got {value!r}")
+        return float(value)
+    if value is not None and not isinstance(value, str):
+        raise LatencySettingsError(f"latency {key} must be a string or null, got {value!r}")
+    return value

@@ -2,21 +2,15 @@
 
 from mutations.base import Mutated, Mutation, MutationError
 from mutations.combinators import Chain, Choice, Identity, UntilChanged
-from mutations.nasnet import HiddenStateMutation, OpMutation
-from mutations.nb201 import EdgeOpMutation
-from mutations.spec import build_mutation, default_mutation_spec
+from mutations.spec import build_mutation
 
 __all__ = [
     "Chain",
     "Choice",
-    "EdgeOpMutation",
-    "HiddenStateMutation",
     "Identity",
     "Mutated",
     "Mutation",
     "MutationError",
-    "OpMutation",
     "UntilChanged",
     "build_mutation",
-    "default_mutation_spec",
 ]

@@ -6,10 +6,11 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from domain.errors import AmoebaError
 from genome import Genome
 
 
-class MutationError(ValueError):
+class MutationError(AmoebaError, ValueError):
     """A mutation spec is malformed, or an operator was applied to a genome of the wrong space."""
 
 

@@ -61,3 +61,20 @@ class OpMutation:
 
     def to_spec(self) -> dict[str, Any]:
         return {"type": "op"}
+
+
+#: The JSON leaf types of the NASNet space (``mutations.build_mutation`` resolves them).
+NASNET_MUTATIONS = {"hidden_state": HiddenStateMutation, "op": OpMutation}
+
+
+def nasnet_default_spec(identity_prob: float = 0.05) -> dict[str, Any]:
+    """The paper's mutation: identity with ``identity_prob``, hidden-state and op mutations sharing the rest."""
+    rest = (1.0 - identity_prob) / 2
+    return {
+        "type": "choice",
+        "options": [
+            {"weight": identity_prob, "op": {"type": "identity"}},
+            {"weight": rest, "op": {"type": "hidden_state"}},
+            {"weight": rest, "op": {"type": "op"}},
+        ],
+    }

@@ -27,3 +27,9 @@ class EdgeOpMutation:
 
     def to_spec(self) -> dict[str, Any]:
         return {"type": "edge_op"}
+
+
+#: The JSON leaf types of the NAS-Bench-201 space.
+NB201_MUTATIONS = {"edge_op": EdgeOpMutation}
+#: NAS-Bench-201's REA mutates exactly one edge op every time.
+NB201_DEFAULT_SPEC: dict[str, Any] = {"type": "edge_op"}

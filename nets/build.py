@@ -11,6 +11,7 @@ as two: depthwise and pointwise).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import spaces
+from domain.errors import AmoebaError
 from genome.base import Genome
-from genome.nasnet import CELL_KINDS, NASNetGenome, validate_cell
-from genome.nb201 import NB201Genome
-from nets.layers import BN_MOMENTUM, Conv, DepthwiseConv, conv_impl
-from nets.nasnet import NASNet
-from nets.nb201 import NB201_BN_MOMENTUM, NB201Net
+from nets.layers import Conv, DepthwiseConv, conv_impl
 
 DATASETS = ("cifar10", "imagenet")
 #: Default input resolution per dataset (the published ImageNet AmoebaNet-A figures use 331).
@@ -32,36 +31,39 @@ IMAGE_SIZES = {"cifar10": 32, "imagenet": 224}
 NUM_CLASSES = {"cifar10": 10, "imagenet": 1000}
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(AmoebaError, ValueError):
     """The model cannot be built with these settings; the message says why."""
+
+
+def positive_int(network: Mapping[str, Any], key: str) -> int:
+    """``network[key]`` as a positive integer, else ModelConfigError (for the spaces' builders)."""
+    value = network.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
 
 
 def build_model(
     genome: Genome,
+    network: Mapping[str, Any] | None = None,
     *,
-    cells: int,
-    filters: int,
     num_classes: int,
     dataset: str = "cifar10",
     dropout: float = 0.0,
     dtype: Any = jnp.float32,
     bn_momentum: float | None = None,
     scan: bool = True,
+    **sizes: Any,
 ) -> nn.Module:
     """The Flax network of ``genome``: ``model.apply(variables, x, train=...)`` returns float32 logits.
 
-    ``x`` is NHWC. Variables: ``params`` (always float32) and ``batch_stats``; call with
-    ``mutable=["batch_stats"]`` when ``train=True``, and pass a ``dropout`` rng when ``dropout > 0``.
-    ``dtype`` is the compute dtype (``jnp.bfloat16`` on GPU/TPU). NASNet genomes: N = ``cells`` cells
-    per stack and F = ``filters``. NB201 genomes: ``cells`` per stage (5 in the benchmark) and
-    ``filters`` channels in stage 1 (16); ``dataset`` only changes the NASNet stem.
-    ``bn_momentum`` defaults to the reference's 0.9997 (NASNet) or 0.9 (NB201); runs of a few hundred
-    steps need a smaller value (e.g. 0.9) or the running statistics stay near their initial values.
+    The genome's space builds it (``spaces.Space.model``) from ``network`` (its standard network's keys,
+    such as ``cells`` and ``filters``; keyword ``sizes`` add to it). ``x`` is NHWC. Variables:
+    ``params`` (always float32) and ``batch_stats``; call with ``mutable=["batch_stats"]`` when
+    ``train=True``, and pass a ``dropout`` rng when ``dropout > 0``. ``dtype`` is the compute dtype
+    (``jnp.bfloat16`` on GPU/TPU). ``bn_momentum`` None keeps each model's reference value; runs of a
+    few hundred steps need a smaller value (e.g. 0.9) or the running statistics stay near their start.
     """
-    if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
-        raise ModelConfigError(f"cells must be a positive integer, got {cells!r}")
-    if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-        raise ModelConfigError(f"filters must be a positive integer, got {filters!r}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ModelConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     if dataset not in DATASETS:
@@ -70,19 +72,12 @@ def build_model(
         raise ModelConfigError(f"dropout must be in [0, 1), got {dropout!r}")
     if bn_momentum is not None and not 0.0 <= bn_momentum < 1.0:
         raise ModelConfigError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
-    if isinstance(genome, NASNetGenome):
-        for kind in CELL_KINDS:
-            validate_cell(genome.cell(kind), kind)
-        if dataset == "imagenet" and filters < 4:
-            raise ModelConfigError(f"the ImageNet stem needs filters >= 4 (its cells use F/4), got {filters}")
-        return NASNet(genome, cells, filters, num_classes, dataset=dataset, dropout=dropout, dtype=dtype,
-                      bn_momentum=BN_MOMENTUM if bn_momentum is None else bn_momentum, scan=scan)
-    if isinstance(genome, NB201Genome):
-        if dropout:
-            raise ModelConfigError("the NB201 network has no dropout")
-        return NB201Net(genome, num_classes, cells=cells, filters=filters, dtype=dtype,
-                        bn_momentum=NB201_BN_MOMENTUM if bn_momentum is None else bn_momentum)
-    raise ModelConfigError(f"no network for genomes of type {type(genome).__name__}")
+    space = spaces.get(genome.space)
+    merged = {**space.network, **(network or {}), **sizes}
+    builder = space.load_model()
+    model: nn.Module = builder(genome, merged, num_classes=num_classes, dataset=dataset, dropout=dropout, dtype=dtype,
+                               bn_momentum=bn_momentum, scan=scan)
+    return model
 
 
 def input_shape(dataset: str, image_size: int | None = None, batch: int = 1) -> tuple[int, int, int, int]:
@@ -121,16 +116,19 @@ class ModelStats:
 
 def model_stats(
     genome: Genome,
-    cells: int,
-    filters: int,
+    network: Mapping[str, Any] | None = None,
     dataset: str = "cifar10",
     *,
     image_size: int | None = None,
     num_classes: int | None = None,
+    **sizes: Any,
 ) -> ModelStats:
-    """Parameters, multiply-adds and weight layers of the network for one image (see the module docstring)."""
+    """Parameters, multiply-adds and weight layers of the network for one image (see the module docstring).
+
+    ``network`` (and keyword ``sizes`` such as ``cells=6, filters=36``) update the space's standard network.
+    """
     classes = NUM_CLASSES[dataset] if num_classes is None and dataset in NUM_CLASSES else num_classes
-    model = build_model(genome, cells=cells, filters=filters, num_classes=classes or 10, dataset=dataset, scan=False)
+    model = build_model(genome, network, num_classes=classes or 10, dataset=dataset, scan=False, **sizes)
     shape = input_shape(dataset, image_size)
     macs: list[int] = []
 
@@ -153,17 +151,6 @@ def model_stats(
     with nn.intercept_methods(record), conv_impl("xla"):
         variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
     return ModelStats(params=count_params(variables), mult_adds=sum(macs), layers=len(macs))
-
-
-def count_mult_adds(genome: Genome, cells: int, filters: int, dataset: str = "cifar10", *,
-                    image_size: int | None = None) -> int:
-    """Multiply-adds for one image, counted from the traced model (see the module docstring)."""
-    return model_stats(genome, cells, filters, dataset, image_size=image_size).mult_adds
-
-
-def layer_count(genome: Genome, cells: int, filters: int, dataset: str = "cifar10") -> int:
-    """Weight layers (conv, depthwise, dense) applied in one forward pass."""
-    return model_stats(genome, cells, filters, dataset).layers
 
 
 def init_variables(model: nn.Module, shape: tuple[int, ...], seed: int = 0) -> dict[str, Any]:

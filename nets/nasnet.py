@@ -23,13 +23,14 @@ multiply-adds per cell, and to compare).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genome.nasnet import NUM_INPUTS, Cell, NASNetGenome
+from genome.nasnet import CELL_KINDS, NUM_INPUTS, Cell, NASNetGenome, validate_cell
 from nets.layers import BN_MOMENTUM, Conv, Dtype, FactorizedReduction, ReLUConvBN, batch_norm
 from nets.ops import OPS
 
@@ -130,3 +131,17 @@ class NASNet(nn.Module):
             x = nn.Dropout(self.dropout, deterministic=not train, name="dropout")(x)
         x = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32, name="classifier")(x)
         return x.astype(jnp.float32)
+
+
+def build(genome: NASNetGenome, network: Mapping[str, Any], *, num_classes: int, dataset: str, dropout: float,
+          dtype: Any, bn_momentum: float | None, scan: bool) -> NASNet:
+    """The nasnet space's model builder (``spaces.Space.model``): N = ``network["cells"]``, F = ``network["filters"]``."""
+    from nets.build import ModelConfigError, positive_int
+
+    cells, filters = positive_int(network, "cells"), positive_int(network, "filters")
+    for kind in CELL_KINDS:
+        validate_cell(genome.cell(kind), kind)
+    if dataset == "imagenet" and filters < 4:
+        raise ModelConfigError(f"the ImageNet stem needs filters >= 4 (its cells use F/4), got {filters}")
+    return NASNet(genome, cells, filters, num_classes, dataset=dataset, dropout=dropout, dtype=dtype,
+                  bn_momentum=BN_MOMENTUM if bn_momentum is None else bn_momentum, scan=scan)

@@ -11,6 +11,9 @@ disconnected still runs (and outputs zeros). Batch norm uses PyTorch's defaults 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -92,3 +95,14 @@ class NB201Net(nn.Module):
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32, name="classifier")(x)
         return x.astype(jnp.float32)
+
+
+def build(genome: NB201Genome, network: Mapping[str, Any], *, num_classes: int, dataset: str, dropout: float,
+          dtype: Any, bn_momentum: float | None, scan: bool) -> NB201Net:
+    """The nb201 space's model builder: ``network["cells"]`` per stage, ``network["filters"]`` stage-1 channels."""
+    from nets.build import ModelConfigError, positive_int
+
+    if dropout:
+        raise ModelConfigError("the NB201 network has no dropout")
+    return NB201Net(genome, num_classes, cells=positive_int(network, "cells"), filters=positive_int(network, "filters"),
+                    dtype=dtype, bn_momentum=NB201_BN_MOMENTUM if bn_momentum is None else bn_momentum)

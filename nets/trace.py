@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
+from domain.errors import AmoebaError
 from latency import LatencyReport, estimate
 from latency.ir import (
     ACTIVATION,
@@ -51,7 +52,7 @@ from latency.ir import (
 )
 
 
-class TraceError(ValueError):
+class TraceError(AmoebaError, ValueError):
     """The function cannot be traced (bad input shape, or it fails under abstract evaluation)."""
 
 

@@ -10,19 +10,20 @@ from typing import Any
 
 import yaml
 
-from evolution import ALGORITHMS, ObjectiveError, build_objective
-from genome import get_space
+import spaces
+from domain import ExperimentSpec, InvalidArgument
+from domain.errors import AmoebaError
+from evolution import Algorithm, AlgorithmContext, EvolutionConfig, Objective, build_algorithm, build_objective
 from genome.base import canonical_json
-from latency.settings import LatencySettingsError, resolve_settings
-from mutations import MutationError, build_mutation, default_mutation_spec
-from orchestrator.domain import ExperimentSpec, InvalidArgument
+from latency.settings import LatencySettings
+from spaces import Space
 
 #: File keys -> spec fields; the spec's own field names are accepted too.
 _ALIASES = {"population": "population_size", "sample": "sample_size", "P": "population_size", "S": "sample_size",
             "C": "evaluations"}
 _FIELDS = (
-    "name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation",
-    "objective", "training", "lease_timeout_s", "max_attempts",
+    "name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "algorithm_options",
+    "mutation", "objective", "training", "lease_timeout_s", "max_attempts",
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 #: Seeds are stored in a signed 64-bit column.
@@ -72,29 +73,33 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         raise InvalidArgument(
             f"experiment name must be 1-200 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {exp_name!r}"
         )
-    space = values["space"]
     try:
-        get_space(space if isinstance(space, str) else "")
-    except ValueError:
-        raise InvalidArgument(f"space must be nasnet or nb201, got {space!r}") from None
+        space = spaces.get(values["space"])
+    except AmoebaError as exc:
+        raise InvalidArgument(str(exc)) from None
     population = _int(values, "population_size", 1, 100_000)
     sample = _int(values, "sample_size", 1, 100_000)
     evaluations = _int(values, "evaluations", 1, 100_000_000)
     seed = _int(values, "seed", 0, _MAX_SEED) if "seed" in values else 0
-    algorithm = values.get("algorithm", "aging")
-    if algorithm not in ALGORITHMS:
-        raise InvalidArgument(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    mutation = values.get("mutation") or default_mutation_spec(space)
+    algorithm, options = _algorithm(values.get("algorithm", "aging"), values.get("algorithm_options"))
+    mutation = values.get("mutation") or dict(space.default_mutation)
     try:
-        build_mutation(mutation, space)
-    except MutationError as exc:
+        built_mutation = space.build_mutation(mutation)
+    except AmoebaError as exc:
         raise InvalidArgument(f"mutation: {exc}") from None
     try:
         built = build_objective(values.get("objective", {"kind": "accuracy"}))
-        resolve_settings(space, dict(built.latency))
-    except (ObjectiveError, LatencySettingsError) as exc:
+        space.latency_settings(dict(built.latency))
+    except AmoebaError as exc:
         raise InvalidArgument(f"objective: {exc}") from None
     objective = built.to_spec()
+    try:
+        # Building it checks the algorithm's own options (names, ranges) before anything is stored.
+        build_algorithm(algorithm, AlgorithmContext(space.codec, built_mutation, population, sample,
+                                                    "pareto" if built.selection == "pareto" else "best", seed,
+                                                    options))
+    except AmoebaError as exc:
+        raise InvalidArgument(f"algorithm: {exc}") from None
     training = values.get("training", {})
     if training is None:
         training = {}
@@ -109,18 +114,35 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
     attempts = _int(values, "max_attempts", 1, 1000) if "max_attempts" in values else 3
     return ExperimentSpec(
         name=exp_name,
-        space=space,
+        space=space.name,
         population_size=population,
         sample_size=sample,
         evaluations=evaluations,
         seed=seed,
         algorithm=algorithm,
+        algorithm_options=options,
         mutation=_plain_json("mutation", mutation),
         objective=objective,
         training=training,
         lease_timeout_s=float(timeout),
         max_attempts=attempts,
     )
+
+
+def _algorithm(value: Any, options: Any) -> tuple[str, dict[str, Any]]:
+    """``algorithm: NAME`` with ``algorithm_options: {...}``, or ``algorithm: {name: NAME, option: value}``."""
+    if isinstance(value, dict):
+        if options:
+            raise InvalidArgument("give the algorithm's options either in 'algorithm' or in 'algorithm_options', not both")
+        options = {k: v for k, v in value.items() if k != "name"}
+        value = value.get("name")
+    if not isinstance(value, str):
+        raise InvalidArgument(f"algorithm must be a name, got {str(value)[:60]!r}")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise InvalidArgument(f"algorithm_options must be a mapping, got {str(options)[:60]!r}")
+    return value, _plain_json("algorithm_options", options)
 
 
 def spec_to_dict(spec: ExperimentSpec) -> dict[str, Any]:
@@ -153,3 +175,13 @@ def parse_config_text(text: str, where: str = "config") -> Any:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise InvalidArgument(f"{where} is not valid YAML/JSON{at}") from None
+
+
+def experiment_context(spec: ExperimentSpec) -> tuple[Space, Algorithm[Any], Objective, LatencySettings]:
+    """The space, algorithm, objective and latency settings an experiment's validated spec names."""
+    space = spaces.get(spec.space)
+    objective = build_objective(spec.objective)
+    config = EvolutionConfig(spec.population_size, spec.sample_size, spec.algorithm, spec.seed,
+                             "pareto" if objective.selection == "pareto" else "best", spec.algorithm_options)
+    algorithm = config.build(space.codec, space.build_mutation(spec.mutation))
+    return space, algorithm, objective, space.latency_settings(dict(objective.latency))

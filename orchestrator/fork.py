@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from db.repository import DuplicateName, EventRecord, ExperimentRecord, IndividualRecord, NewIndividual, Store, StoreTx
-from genome.base import canonical_json
+from domain import AlreadyExists, ExperimentSpec, IndividualState, InvalidArgument, NotFound
+from domain import events as ev
 from orchestrator.config import parse_spec, spec_from_json, spec_to_dict, spec_to_json
-from orchestrator.domain import AlreadyExists, ExperimentSpec, InvalidArgument, NotFound
-from orchestrator.readmodel import LogFold
+from orchestrator.logfold import LogFold
 
 EVENT_PAGE = 5000
 
@@ -56,8 +56,18 @@ class ForkResult:
                 "seeded": list(self.seeded), "target": self.spec.evaluations, "spec": spec_to_dict(self.spec)}
 
 
+def _genomes(tx: StoreTx, exp_id: int, seqs: Sequence[int]) -> dict[int, tuple[str, int | None, str]]:
+    """The stored genomes of ``seqs``: one range read (a page of the log asks for neighbouring proposals)."""
+    if not seqs:
+        return {}
+    wanted = set(seqs)
+    low, high = min(wanted), max(wanted)
+    rows = tx.individuals(exp_id, low - 1, high - low + 1)
+    return {r.proposal_seq: (r.genome_json, r.parent_seq, r.fingerprint) for r in rows if r.proposal_seq in wanted}
+
+
 def _fold_to(tx: StoreTx, exp: ExperimentRecord, spec: ExperimentSpec, at: int) -> LogFold:
-    fold = LogFold(spec, exp.created_at)
+    fold = LogFold(spec, exp.created_at, lambda seqs: _genomes(tx, exp.id, seqs))
     after = 0
     while after < at:
         page = [e for e in tx.events(exp.id, after, EVENT_PAGE) if e.seq <= at]
@@ -106,17 +116,20 @@ def fork_experiment(store: Store, request: ForkRequest, clock: Callable[[], floa
             exp = tx.add_experiment(spec.name, spec_to_json(spec), spec.seed, now)
         except DuplicateName:
             raise AlreadyExists(f"experiment {spec.name!r} exists already (pass --name NEW)") from None
-        events = [EventRecord(exp.id, 1, "experiment_created", now, None, None, canonical_json({
-            "config": spec_to_dict(spec),
-            "forked_from": {"experiment": source.name, "at": at, "members": [m.seq for m in members]},
-        }))]
+        def record(payload: ev.Payload, ind_id: int | None = None, seq: int | None = None) -> EventRecord:
+            kind, data = ev.encode(payload)
+            return EventRecord(exp.id, len(events) + 1, kind, now, ind_id, seq, data)
+
+        events: list[EventRecord] = []
+        events.append(record(ev.ExperimentCreated(spec_to_dict(spec), {
+            "experiment": source.name, "at": at, "members": [m.seq for m in members]})))
         best: tuple[int, float] | None = None
         for rank, member in enumerate(members):
             row = _row(tx, source.id, member.seq)
             ind_id = tx.add_individual(NewIndividual(
                 experiment_id=exp.id, proposal_seq=rank, genome_json=row.genome_json, fingerprint=row.fingerprint,
                 parent_seq=None, mutation=f"seeded from {source.name}#{member.seq}"[:200],
-                training_seed=row.training_seed, state="completed", created_at=now,
+                training_seed=row.training_seed, state=IndividualState.COMPLETED, created_at=now,
             ))
             improved = best is None or member.fitness > best[1]
             if improved:
@@ -127,11 +140,9 @@ def fork_experiment(store: Store, request: ForkRequest, clock: Callable[[], floa
                 "compile_seconds": row.compile_seconds, "fits_on_chip": row.fits_on_chip,
                 "completion_rank": rank, "in_population": True, "improved": improved, "completed_at": now,
             })
-            events.append(EventRecord(exp.id, len(events) + 1, "seeded", now, ind_id, rank, canonical_json({
-                "fingerprint": row.fingerprint, "genome": json.loads(row.genome_json), "fitness": member.fitness,
-                "accuracy": row.accuracy, "latency_ms": row.latency_ms,
-                "source": {"experiment": source.name, "proposal_seq": member.seq},
-            })))
+            events.append(record(ev.Seeded(row.fingerprint, json.loads(row.genome_json), member.fitness, row.accuracy,
+                                           row.latency_ms, {"experiment": source.name, "proposal_seq": member.seq}),
+                                 ind_id, rank))
         tx.append_events(events)
         tx.update_experiment(exp.id, {
             "proposals": len(members), "completed": len(members), "event_seq": len(events), "updated_at": now,

@@ -7,13 +7,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from db.repository import ExperimentRecord, Store
-from evolution import Completed, EvolutionConfig, Failed, Proposed, ReplayMismatch, Seeded, build_objective, fold
+import evolution
+from db.repository import EventRecord, ExperimentRecord, Store
+from domain import ExperimentSpec, NotFound
+from domain import events as ev
+from domain.errors import AmoebaError
+from evolution import Algorithm, ReplayMismatch, fold
 from evolution.replay import Event
-from genome import GenomeError, get_space
-from mutations import Mutation, build_mutation
-from orchestrator.config import spec_from_json
-from orchestrator.domain import ExperimentSpec, NotFound
+from orchestrator.config import experiment_context, spec_from_json
+from spaces import Space
 
 PAGE = 5000
 
@@ -23,9 +25,8 @@ class ReplayInputs:
     """What the pure core needs to re-derive an experiment: its config, space, mutation and events."""
 
     spec: ExperimentSpec
-    config: EvolutionConfig
-    space: Any
-    mutation: Mutation
+    algorithm: Algorithm[Any]
+    space: Space
     events: tuple[Event, ...]
     #: Proposal numbers of the stored population (in_population rows), oldest first.
     stored_population: tuple[int, ...]
@@ -62,7 +63,7 @@ def _experiment(store: Store, name: str) -> ExperimentRecord:
     return exp
 
 
-def _stored_fingerprints(store: Store, exp_id: int, space: Any) -> tuple[dict[int, tuple[str, int | None]], list[str]]:
+def _stored_fingerprints(store: Store, exp_id: int, space: Space) -> tuple[dict[int, tuple[str, int | None]], list[str]]:
     """proposal seq -> (fingerprint re-computed from the stored genome JSON, parent seq)."""
     out: dict[int, tuple[str, int | None]] = {}
     problems: list[str] = []
@@ -72,8 +73,8 @@ def _stored_fingerprints(store: Store, exp_id: int, space: Any) -> tuple[dict[in
             rows = tx.individuals(exp_id, after, PAGE)
         for r in rows:
             try:
-                fp = space.from_json(json.loads(r.genome_json)).fingerprint
-            except (GenomeError, ValueError) as exc:
+                fp = space.parse(json.loads(r.genome_json)).fingerprint
+            except (AmoebaError, ValueError) as exc:
                 problems.append(f"proposal {r.proposal_seq}: stored genome does not parse ({exc})")
                 fp = "unparseable"
             if fp != r.fingerprint:
@@ -84,13 +85,16 @@ def _stored_fingerprints(store: Store, exp_id: int, space: Any) -> tuple[dict[in
         after = rows[-1].proposal_seq
 
 
-def _log(store: Store, exp_id: int) -> Iterator[Any]:
+def read_log(store: Store, exp_id: int, upto: int | None = None) -> Iterator[EventRecord]:
+    """The stored event log in order (up to and including event ``upto``), page by page."""
     after = 0
     while True:
         with store.transaction() as tx:
             page = tx.events(exp_id, after, PAGE)
+        if upto is not None:
+            page = [e for e in page if e.seq <= upto]
         yield from page
-        if len(page) < PAGE:
+        if len(page) < PAGE or (upto is not None and page[-1].seq >= upto):
             return
         after = page[-1].seq
 
@@ -104,52 +108,50 @@ def replay_inputs(store: Store, name: str) -> tuple[ReplayInputs, list[str]]:
     """
     exp = _experiment(store, name)
     spec = spec_from_json(exp.config_json)
-    objective = build_objective(spec.objective)
-    config = EvolutionConfig(spec.population_size, spec.sample_size, spec.algorithm, spec.seed,
-                             "pareto" if objective.selection == "pareto" else "best")
-    space = get_space(spec.space)
-    mutation = build_mutation(spec.mutation, spec.space)
+    space, algorithm, _objective, _latency = experiment_context(spec)
     stored, problems = _stored_fingerprints(store, exp.id, space)
     events: list[Event] = []
     expected_seq = 1
-    for e in _log(store, exp.id):
+    for e in read_log(store, exp.id):
         if e.seq != expected_seq:
             problems.append(f"event log has a gap: expected event {expected_seq}, found {e.seq}")
         expected_seq = e.seq + 1
-        data = json.loads(e.data_json)
-        if e.kind == "proposed":
-            fp, parent = stored.get(e.proposal_seq, ("missing", None))
+        payload = ev.decode(e.kind, e.data_json)
+        seq = e.proposal_seq if e.proposal_seq is not None else -1
+        if isinstance(payload, ev.Proposed):
+            fp, parent = stored.get(seq, ("missing", None))
             if fp == "missing":
-                problems.append(f"event {e.seq}: proposal {e.proposal_seq} has no stored individual")
-            elif data.get("fingerprint") != fp:
-                problems.append(f"event {e.seq}: logged fingerprint {data.get('fingerprint')} differs from the stored genome's {fp}")
-            events.append(Proposed(e.proposal_seq, fp, parent, e.seq))
-        elif e.kind == "completed":
-            events.append(Completed(e.proposal_seq, data["fitness"], data["accuracy"], data.get("latency_ms"), e.seq))
-        elif e.kind in ("failed", "rejected"):
-            events.append(Failed(e.proposal_seq, e.seq))
-        elif e.kind == "seeded":
+                problems.append(f"event {e.seq}: proposal {seq} has no stored individual")
+            elif payload.fingerprint != fp:
+                problems.append(f"event {e.seq}: logged fingerprint {payload.fingerprint} differs from the stored genome's {fp}")
+            events.append(evolution.Proposed(seq, fp, parent, e.seq))
+        elif isinstance(payload, ev.Completed):
+            events.append(evolution.Completed(seq, payload.fitness, payload.accuracy, payload.latency_ms, e.seq))
+        elif isinstance(payload, ev.Failed | ev.Rejected):
+            events.append(evolution.Failed(seq, e.seq))
+        elif isinstance(payload, ev.Seeded):
             # A forked experiment's first members: copied with their objectives, genome in the event.
             try:
-                genome = space.from_json(data["genome"])
-            except (GenomeError, KeyError, ValueError) as exc:
-                problems.append(f"event {e.seq}: seeded member {e.proposal_seq} has no readable genome ({exc})")
+                genome = space.parse(payload.genome)
+            except AmoebaError as exc:
+                problems.append(f"event {e.seq}: seeded member {seq} has no readable genome ({exc})")
                 continue
-            fp, _parent = stored.get(e.proposal_seq, ("missing", None))
+            fp, _parent = stored.get(seq, ("missing", None))
             if genome.fingerprint != fp:
                 problems.append(f"event {e.seq}: seeded genome {genome.fingerprint} differs from the stored {fp}")
-            events.append(Seeded(e.proposal_seq, genome, data["fitness"], data["accuracy"], data.get("latency_ms"), e.seq))
+            events.append(evolution.Seeded(seq, genome, payload.fitness, payload.accuracy or 0.0, payload.latency_ms,
+                                           e.seq))
     if expected_seq - 1 != exp.event_seq:
         problems.append(f"event log ends at {expected_seq - 1} but the experiment counts {exp.event_seq} events")
     with store.transaction() as tx:
         population = tuple(r.proposal_seq for r in tx.population(exp.id))
-    return ReplayInputs(spec, config, space, mutation, tuple(events), population), problems
+    return ReplayInputs(spec, algorithm, space, tuple(events), population), problems
 
 
 def verify_experiment(store: Store, name: str) -> ReplayReport:
     """Re-derive every proposal of ``name`` from its seed and log; check genomes, lineage and population."""
     inputs, problems = replay_inputs(store, name)
-    state = fold(inputs.config, inputs.space, inputs.mutation, inputs.events)
+    state = fold(inputs.algorithm, inputs.spec.seed, inputs.events)
     if state.mismatch is not None:
         problems.append(state.mismatch.describe())
     else:
@@ -159,7 +161,7 @@ def verify_experiment(store: Store, name: str) -> ReplayReport:
     return ReplayReport(
         experiment=name,
         events=len(inputs.events),
-        proposals=sum(isinstance(e, Proposed) for e in inputs.events),
+        proposals=sum(isinstance(e, evolution.Proposed) for e in inputs.events),
         completed=state.completed,
         failed=state.failed,
         mismatch=state.mismatch,

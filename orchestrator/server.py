@@ -26,7 +26,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from orchestrator.domain import OrchestratorService, Unavailable
+from domain import Unavailable
+from domain.errors import AmoebaError
+from orchestrator.service import OrchestratorService
 from orchestrator.servicer import SERVICE_NAME, OrchestratorServicer
 from protos.amoeba.v1 import orchestrator_pb2 as pb
 
@@ -39,7 +41,7 @@ DATABASE_PROBE_S = 0.5
 ServerMode = Literal["aio", "sync"]
 
 
-class ServerConfigError(ValueError):
+class ServerConfigError(AmoebaError, ValueError):
     """The server options are inconsistent (TLS key without certificate, unreadable file, ...)."""
 
 
@@ -79,6 +81,8 @@ class ServerConfig:
     handler_threads: int = 4
     grace_s: float = 10.0
     mode: ServerMode = "sync"
+    #: Seconds between sweeps that requeue expired leases with no worker calling in (0: no sweeper).
+    sweep_interval_s: float = 5.0
 
     def options(self) -> list[tuple[str, Any]]:
         return [
@@ -218,6 +222,8 @@ class RunningServer:
         self.config = config
         self._pool = ThreadPoolExecutor(max_workers=config.handler_threads, thread_name_prefix="amoeba-rpc")
         self._stopped = threading.Event()
+        self._sweep_stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
         self._stop_lock = threading.Lock()
         self._service = service
         self._database_up = True
@@ -231,6 +237,9 @@ class RunningServer:
                 self.port = asyncio.run_coroutine_threadsafe(self._start_aio(servicer), self._loop).result()
             else:
                 self._start_sync(servicer)
+            if config.sweep_interval_s > 0:
+                self._sweeper = threading.Thread(target=self._sweep, name="amoeba-sweeper", daemon=True)
+                self._sweeper.start()
         except BaseException:
             # Could not bind (port taken, bad address): leave no loop thread or pool behind.
             if config.mode == "aio":
@@ -315,6 +324,20 @@ class RunningServer:
                 pass
             self._database_state(True)
 
+    def _sweep(self) -> None:
+        """Requeue expired leases every ``sweep_interval_s``: without it a lease whose worker died stays
+        leased until some other worker calls in (with one worker, forever)."""
+        while not self._sweep_stop.wait(self.config.sweep_interval_s):
+            try:
+                expired = self._service.sweep()
+            except Unavailable:
+                continue  # the database is down: the health probe reports it; sweep again later
+            except Exception:
+                log.exception("lease sweep failed")
+                continue
+            if expired:
+                log.info("lease sweeper: %d expired lease(s) requeued or failed", expired)
+
     # --- both -------------------------------------------------------------------------------------------
 
     @property
@@ -328,6 +351,9 @@ class RunningServer:
             if self._stopped.is_set():
                 return
             grace = self.config.grace_s if grace is None else grace
+            self._sweep_stop.set()
+            if self._sweeper is not None:
+                self._sweeper.join()
             if self.config.mode == "aio":
                 asyncio.run_coroutine_threadsafe(self._stop_aio(grace), self._loop).result()
                 self._loop.call_soon_threadsafe(self._loop.stop)

@@ -1,7 +1,6 @@
 """The gRPC servicer: decode the request, call the service, encode the answer. Nothing else.
 
-One table maps domain errors to gRPC status codes, and back (``error_for_status``) for clients that
-want domain errors again (the CLI's remote commands).
+Domain errors become status codes through the one table in ``protos.errors`` (the client maps them back).
 """
 
 from __future__ import annotations
@@ -12,55 +11,20 @@ from typing import Any, NoReturn
 
 import grpc
 
-from orchestrator.domain import (
-    AlreadyExists,
-    DomainError,
-    ExperimentSpec,
-    FailedPrecondition,
-    InvalidArgument,
-    Lease,
-    NotFound,
-    NoWork,
-    OrchestratorService,
-    ReportedMetrics,
-    Unauthenticated,
-    Unavailable,
-    WorkerInfo,
-)
+from domain import DomainError, Lease, NoWork, Unavailable
+from orchestrator.service import OrchestratorService
 from protos import codec
 from protos.amoeba.v1 import orchestrator_pb2 as pb
 from protos.amoeba.v1 import orchestrator_pb2_grpc as pb_grpc
+from protos.errors import status_for_error
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Orchestrator"].full_name  # "amoeba.v1.Orchestrator"
 
-STATUS_OF_ERROR: dict[type[DomainError], grpc.StatusCode] = {
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
-ERROR_OF_STATUS: dict[grpc.StatusCode, type[DomainError]] = {code: err for err, code in STATUS_OF_ERROR.items()}
-
 DEFAULT_PAGE_SIZE = 100
 MAX_DETAILS = 1000
 MAX_PAGE_SIZE = 1000
-
-
-def status_for_error(exc: DomainError) -> grpc.StatusCode:
-    # Walk the MRO so a service's own subclasses (e.g. LeaseExpired(FailedPrecondition)) map too.
-    for cls in type(exc).__mro__:
-        if cls in STATUS_OF_ERROR:
-            return STATUS_OF_ERROR[cls]
-    return grpc.StatusCode.UNKNOWN
-
-
-def error_for_status(code: grpc.StatusCode, message: str) -> DomainError:
-    """The domain error a status code stands for (DomainError itself for codes without one)."""
-    return ERROR_OF_STATUS.get(code, DomainError)(message)
 
 
 def _lease_into(response: Any, result: Lease | NoWork | None) -> Any:
@@ -106,7 +70,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
 
     def CreateExperiment(self, request: pb.CreateExperimentRequest, context: grpc.ServicerContext) -> Any:
         def call() -> pb.CreateExperimentResponse:
-            spec = codec.decode_spec(request.spec, ExperimentSpec)
+            spec = codec.decode_spec(request.spec)
             return pb.CreateExperimentResponse(experiment=codec.encode_experiment(self._service.create_experiment(spec)))
 
         return self._run(context, call)
@@ -129,7 +93,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
 
     def LeaseWork(self, request: pb.LeaseWorkRequest, context: grpc.ServicerContext) -> Any:
         def call() -> pb.LeaseWorkResponse:
-            worker = codec.decode_worker(request.worker, WorkerInfo)
+            worker = codec.decode_worker(request.worker)
             experiment = request.experiment if request.HasField("experiment") else None
             return _lease_into(pb.LeaseWorkResponse(), self._service.lease(worker, experiment))
 
@@ -147,7 +111,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
         def call() -> pb.ReportResultResponse:
             if not request.HasField("metrics"):
                 raise codec.WireError("metrics are required")
-            metrics = codec.decode_metrics(request.metrics, ReportedMetrics)
+            metrics = codec.decode_metrics(request.metrics)
             result = self._service.report(
                 request.individual_id, request.token, request.worker_id, metrics, lease_next=request.lease_next
             )

@@ -1,142 +1,24 @@
-"""The one converter between amoeba.v1 wire messages and the domain values of the orchestrator and worker.
+"""The one converter between amoeba.v1 wire messages and the shared domain values (``domain.values``).
 
-The codec sits below both the orchestrator and the worker, so it cannot import their value classes:
-encoders read values by attribute (the Protocols below name what they read) and decoders build values
-with the class the caller passes (``into``). Every field mapping lives here and nowhere else.
-JSON-carrying fields are parsed here; a malformed message raises ``WireError`` (INVALID_ARGUMENT).
+Every field mapping lives here and nowhere else; both the server and the client use it. JSON-carrying
+fields are parsed here, except the genome, whose canonical JSON travels unchanged from the database row
+to the worker (which parses it once). A malformed message raises ``WireError`` (INVALID_ARGUMENT).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
+from domain import Experiment, ExperimentSpec, Individual, Lease, Metrics, NoWork, WorkerInfo
+from domain.errors import AmoebaError
 from protos.amoeba.v1 import orchestrator_pb2 as pb
 
-T = TypeVar("T")
 
-
-class WireError(ValueError):
+class WireError(AmoebaError, ValueError):
     """A message that cannot be decoded (bad JSON, missing required field)."""
-
-
-# --- what encoders read -------------------------------------------------------------------------------
-
-
-class SpecLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def space(self) -> str: ...
-    @property
-    def population_size(self) -> int: ...
-    @property
-    def sample_size(self) -> int: ...
-    @property
-    def evaluations(self) -> int: ...
-    @property
-    def seed(self) -> int: ...
-    @property
-    def algorithm(self) -> str: ...
-    @property
-    def mutation(self) -> dict[str, Any]: ...
-    @property
-    def objective(self) -> dict[str, Any]: ...
-    @property
-    def training(self) -> dict[str, Any]: ...
-    @property
-    def lease_timeout_s(self) -> float: ...
-    @property
-    def max_attempts(self) -> int: ...
-
-
-
-class ExperimentLike(Protocol):
-    @property
-    def spec(self) -> Any: ...
-    @property
-    def id(self) -> int: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def created_at(self) -> float: ...
-    @property
-    def proposals(self) -> int: ...
-    @property
-    def completed(self) -> int: ...
-    @property
-    def failed(self) -> int: ...
-    @property
-    def rejected(self) -> int: ...
-
-
-
-class LeaseLike(Protocol):
-    @property
-    def experiment(self) -> str: ...
-    @property
-    def individual_id(self) -> int: ...
-    @property
-    def proposal_seq(self) -> int: ...
-    @property
-    def token(self) -> str: ...
-    @property
-    def deadline(self) -> float: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def genome(self) -> dict[str, Any]: ...
-    @property
-    def space(self) -> str: ...
-    @property
-    def seed(self) -> int: ...
-    @property
-    def training(self) -> dict[str, Any]: ...
-    @property
-    def parent_seq(self) -> int | None: ...
-    @property
-    def mutation(self) -> str: ...
-
-
-
-class NoWorkLike(Protocol):
-    @property
-    def done(self) -> bool: ...
-    @property
-    def retry_after_s(self) -> float: ...
-    @property
-    def message(self) -> str: ...
-
-
-
-class MetricsLike(Protocol):
-    @property
-    def accuracy(self) -> float: ...
-    @property
-    def latency_ms(self) -> float | None: ...
-    @property
-    def params(self) -> int | None: ...
-    @property
-    def mult_adds(self) -> int | None: ...
-    @property
-    def train_seconds(self) -> float: ...
-    @property
-    def compile_seconds(self) -> float: ...
-    @property
-    def fits_on_chip(self) -> bool | None: ...
-
-
-
-class WorkerLike(Protocol):
-    @property
-    def worker_id(self) -> str: ...
-    @property
-    def host(self) -> str: ...
-    @property
-    def evaluator(self) -> str: ...
-
 
 
 # --- JSON fields ----------------------------------------------------------------------------------
@@ -175,7 +57,7 @@ def _set_opt(msg: Any, name: str, value: Any) -> None:
 # --- experiments --------------------------------------------------------------------------------------
 
 
-def encode_spec(spec: SpecLike) -> pb.ExperimentSpec:
+def encode_spec(spec: ExperimentSpec) -> pb.ExperimentSpec:
     return pb.ExperimentSpec(
         name=spec.name,
         space=spec.space,
@@ -184,6 +66,7 @@ def encode_spec(spec: SpecLike) -> pb.ExperimentSpec:
         evaluations=spec.evaluations,
         seed=spec.seed,
         algorithm=spec.algorithm,
+        algorithm_options_json=dumps(spec.algorithm_options),
         mutation_json=dumps(spec.mutation),
         objective_json=dumps(spec.objective),
         training_json=dumps(spec.training),
@@ -192,10 +75,10 @@ def encode_spec(spec: SpecLike) -> pb.ExperimentSpec:
     )
 
 
-def decode_spec(msg: pb.ExperimentSpec, into: Callable[..., T]) -> T:
+def decode_spec(msg: pb.ExperimentSpec) -> ExperimentSpec:
     if not msg.name:
         raise WireError("experiment spec needs a name")
-    return into(
+    return ExperimentSpec(
         name=msg.name,
         space=msg.space,
         population_size=msg.population_size,
@@ -203,6 +86,7 @@ def decode_spec(msg: pb.ExperimentSpec, into: Callable[..., T]) -> T:
         evaluations=msg.evaluations,
         seed=msg.seed,
         algorithm=msg.algorithm or "aging",
+        algorithm_options=loads_object(msg.algorithm_options_json, "algorithm_options_json", {}),
         mutation=loads_object(msg.mutation_json, "mutation_json", {}),
         objective=loads_object(msg.objective_json, "objective_json", {"kind": "accuracy"}),
         training=loads_object(msg.training_json, "training_json", {}),
@@ -211,7 +95,7 @@ def decode_spec(msg: pb.ExperimentSpec, into: Callable[..., T]) -> T:
     )
 
 
-def encode_experiment(exp: ExperimentLike) -> pb.Experiment:
+def encode_experiment(exp: Experiment) -> pb.Experiment:
     return pb.Experiment(
         id=exp.id,
         spec=encode_spec(exp.spec),
@@ -224,10 +108,10 @@ def encode_experiment(exp: ExperimentLike) -> pb.Experiment:
     )
 
 
-def decode_experiment(msg: pb.Experiment, into: Callable[..., T], spec_into: Callable[..., Any]) -> T:
-    return into(
+def decode_experiment(msg: pb.Experiment) -> Experiment:
+    return Experiment(
         id=msg.id,
-        spec=decode_spec(msg.spec, spec_into),
+        spec=decode_spec(msg.spec),
         state=msg.state,
         created_at=msg.created_at,
         proposals=msg.proposals,
@@ -240,17 +124,17 @@ def decode_experiment(msg: pb.Experiment, into: Callable[..., T], spec_into: Cal
 # --- workers, leases, metrics -------------------------------------------------------------------------
 
 
-def encode_worker(worker: WorkerLike) -> pb.WorkerInfo:
+def encode_worker(worker: WorkerInfo) -> pb.WorkerInfo:
     return pb.WorkerInfo(worker_id=worker.worker_id, host=worker.host, evaluator=worker.evaluator)
 
 
-def decode_worker(msg: pb.WorkerInfo, into: Callable[..., T]) -> T:
+def decode_worker(msg: pb.WorkerInfo) -> WorkerInfo:
     if not msg.worker_id:
         raise WireError("worker.worker_id is required")
-    return into(worker_id=msg.worker_id, host=msg.host, evaluator=msg.evaluator)
+    return WorkerInfo(worker_id=msg.worker_id, host=msg.host, evaluator=msg.evaluator)
 
 
-def encode_work(lease: LeaseLike) -> pb.Work:
+def encode_work(lease: Lease) -> pb.Work:
     work = pb.Work(
         experiment=lease.experiment,
         individual_id=lease.individual_id,
@@ -258,43 +142,48 @@ def encode_work(lease: LeaseLike) -> pb.Work:
         token=lease.token,
         deadline=lease.deadline,
         attempt=lease.attempt,
-        genome_json=dumps(lease.genome),
+        genome_json=lease.genome_json,
         space=lease.space,
         seed=lease.seed,
         training_json=dumps(lease.training),
         mutation=lease.mutation,
     )
     _set_opt(work, "parent_seq", lease.parent_seq)
+    _set_opt(work, "latency_ms", lease.latency_ms)
+    _set_opt(work, "fits_on_chip", lease.fits_on_chip)
     return work
 
 
-def decode_work(msg: pb.Work, into: Callable[..., T]) -> T:
-    """Build a lease value (any class with the fields of ``orchestrator.domain.Lease``)."""
-    return into(
+def decode_work(msg: pb.Work) -> Lease:
+    if not msg.genome_json:
+        raise WireError("genome_json is required")
+    return Lease(
         experiment=msg.experiment,
         individual_id=msg.individual_id,
         proposal_seq=msg.proposal_seq,
         token=msg.token,
         deadline=msg.deadline,
         attempt=msg.attempt,
-        genome=loads_object(msg.genome_json, "genome_json"),
+        genome_json=msg.genome_json,
         space=msg.space,
         seed=msg.seed,
         training=loads_object(msg.training_json, "training_json", {}),
         parent_seq=_opt(msg, "parent_seq"),
         mutation=msg.mutation,
+        latency_ms=_opt(msg, "latency_ms"),
+        fits_on_chip=_opt(msg, "fits_on_chip"),
     )
 
 
-def encode_no_work(no_work: NoWorkLike) -> pb.NoWork:
+def encode_no_work(no_work: NoWork) -> pb.NoWork:
     return pb.NoWork(done=no_work.done, retry_after_s=no_work.retry_after_s, message=no_work.message)
 
 
-def decode_no_work(msg: pb.NoWork, into: Callable[..., T]) -> T:
-    return into(done=msg.done, retry_after_s=msg.retry_after_s, message=msg.message)
+def decode_no_work(msg: pb.NoWork) -> NoWork:
+    return NoWork(done=msg.done, retry_after_s=msg.retry_after_s, message=msg.message)
 
 
-def encode_metrics(metrics: MetricsLike) -> pb.Metrics:
+def encode_metrics(metrics: Metrics) -> pb.Metrics:
     msg = pb.Metrics(
         accuracy=metrics.accuracy,
         train_seconds=metrics.train_seconds,
@@ -307,12 +196,12 @@ def encode_metrics(metrics: MetricsLike) -> pb.Metrics:
     return msg
 
 
-def decode_metrics(msg: pb.Metrics, into: Callable[..., T]) -> T:
+def decode_metrics(msg: pb.Metrics) -> Metrics:
     # Range checks belong to the service; the codec only refuses what cannot be a number at all.
     values = (msg.accuracy, msg.train_seconds, msg.compile_seconds, _opt(msg, "latency_ms"))
     if any(v is not None and math.isnan(v) for v in values):
         raise WireError("metrics must not be NaN")
-    return into(
+    return Metrics(
         accuracy=msg.accuracy,
         latency_ms=_opt(msg, "latency_ms"),
         params=_opt(msg, "params"),
@@ -331,12 +220,12 @@ _INDIVIDUAL_OPTIONAL = (
 )
 
 
-def encode_individual(ind: Any) -> pb.Individual:
+def encode_individual(ind: Individual) -> pb.Individual:
     msg = pb.Individual(
         id=ind.id,
         experiment=ind.experiment,
         proposal_seq=ind.proposal_seq,
-        genome_json=dumps(ind.genome),
+        genome_json=ind.genome_json,
         fingerprint=ind.fingerprint,
         mutation=ind.mutation,
         state=ind.state,
@@ -349,13 +238,13 @@ def encode_individual(ind: Any) -> pb.Individual:
     return msg
 
 
-def decode_individual(msg: pb.Individual, into: Callable[..., T]) -> T:
+def decode_individual(msg: pb.Individual) -> Individual:
     optional = {name: _opt(msg, name) for name in _INDIVIDUAL_OPTIONAL}
-    return into(
+    return Individual(
         id=msg.id,
         experiment=msg.experiment,
         proposal_seq=msg.proposal_seq,
-        genome=loads_object(msg.genome_json, "genome_json"),
+        genome_json=msg.genome_json,
         fingerprint=msg.fingerprint,
         mutation=msg.mutation,
         state=msg.state,
@@ -366,7 +255,7 @@ def decode_individual(msg: pb.Individual, into: Callable[..., T]) -> T:
     )
 
 
-def encode_individuals(individuals: Iterable[Any], next_page_token: str) -> pb.ListIndividualsResponse:
+def encode_individuals(individuals: Iterable[Individual], next_page_token: str) -> pb.ListIndividualsResponse:
     return pb.ListIndividualsResponse(
         individuals=[encode_individual(i) for i in individuals], next_page_token=next_page_token
     )

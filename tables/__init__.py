@@ -1,1 +1,1 @@
-"""Tabular benchmark data shipped with Amoeba (NAS-Bench-201 CIFAR-10) and its loader."""
+"""Tabular benchmarks: precomputed results of every genome of a space, with their search protocol."""

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from domain.errors import AmoebaError
 from genome import GenomeError, NB201Genome
-from genome.nb201 import parse_arch_str
+from genome.nb201 import NB201_EDGES, NB201_OPS, parse_arch_str
+from tables.benchmark import TableBenchmark
 
 DEFAULT_TABLE = "nb201_cifar10.csv"
 
 
-class TableError(ValueError):
+class TableError(AmoebaError, ValueError):
     """The table file is missing, malformed, or lacks a requested column."""
 
 
@@ -77,3 +79,19 @@ def load_table(path: str | Path | None = None) -> Table:
     table = Table(str(p), numeric, rows)
     _CACHE[key] = table
     return table
+
+
+#: The NAS-Bench-201 search protocol of Dong & Yang (2020), section 6: fitness = 12-epoch validation
+#: accuracy on cifar10-valid, simulated time = the sum of 12-epoch training costs, budget 12,000 s,
+#: REA with P = 10, S = 3, reported figure = the 200-epoch CIFAR-10 test accuracy of the best genome.
+NB201_BENCHMARK = TableBenchmark(
+    name="nb201",
+    load=load_table,
+    size=len(NB201_OPS) ** len(NB201_EDGES),
+    fitness_column="c10v_valid_acc_12ep",
+    report_column="c10_test_acc_200ep",
+    cost_column="est_cost_12ep_sec",
+    budget_seconds=12000.0,
+    population=10,
+    sample=3,
+)

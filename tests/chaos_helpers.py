@@ -23,8 +23,8 @@ import grpc
 
 import db
 from db.engine import dialect_of
+from protos.client import OrchestratorClient
 from tables.nb201 import Table, load_table
-from worker.client import OrchestratorClient
 from worker.loop import Backoff, Worker, WorkerConfig, WorkerSummary
 from worker.table import TableEvaluator
 
@@ -64,11 +64,11 @@ def experiment_config(name: str, *, evaluations: int, population: int = 10, samp
 
 def create_experiment(url: str, config: dict[str, Any]) -> None:
     from orchestrator.config import parse_spec
-    from orchestrator.service import OrchestratorServiceImpl
+    from orchestrator.service import OrchestratorService
 
     store = db.open_store(url)
     try:
-        OrchestratorServiceImpl(store).create_experiment(parse_spec(config))
+        OrchestratorService(store).create_experiment(parse_spec(config))
     finally:
         store.close()
 
@@ -394,11 +394,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
 
 def status(url: str, name: str) -> dict[str, Any]:
     """The service's status document, read straight from the database."""
-    from orchestrator.service import OrchestratorServiceImpl
+    from orchestrator.service import OrchestratorService
 
     store = db.open_store(url, check=False)  # polled often: skip the schema check
     try:
-        return OrchestratorServiceImpl(store).status(name)
+        return OrchestratorService(store).status(name)
     finally:
         store.close()
 

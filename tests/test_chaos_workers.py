@@ -28,10 +28,10 @@ from chaos_helpers import (
     wait_for,
     worker_process,
 )
-
-from orchestrator.domain import Lease, ReportedMetrics, WorkerInfo
-from orchestrator.server import RunningServer, ServerConfig, start
 from worker.client import OrchestratorClient, WorkerIdentity, WorkLease
+
+from domain import Lease, Metrics, WorkerInfo
+from orchestrator.server import RunningServer, ServerConfig, start
 from worker.evaluator import Metrics, WorkItem
 
 pytestmark = pytest.mark.slow
@@ -249,7 +249,7 @@ def test_a_worker_cut_off_from_the_server_retries_with_backoff_and_its_late_repo
             proxy.start()
             # Back on the network: the late report reaches the server and is refused, the worker moves on.
             wait_for(lambda: codes(grpc.StatusCode.FAILED_PRECONDITION) == 1, 30, "the late report to be refused")
-            svc.report(other.individual_id, other.token, "other", ReportedMetrics(accuracy=0.6))
+            svc.report(other.individual_id, other.token, "other", Metrics(accuracy=0.6))
         summary = cut.join(60)
     finally:
         gate.go.set()

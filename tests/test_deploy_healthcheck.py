@@ -155,9 +155,9 @@ def test_probe_passes_the_real_orchestrator_without_its_token(capsys: pytest.Cap
     # The compose health check sends no token: the orchestrator must keep grpc.health.v1 open.
     from db.memory import MemoryStore
     from orchestrator.server import ServerConfig, start
-    from orchestrator.service import OrchestratorServiceImpl
+    from orchestrator.service import OrchestratorService
 
-    running = start(OrchestratorServiceImpl(MemoryStore()), ServerConfig(host="127.0.0.1", port=0, token="s3cret"))
+    running = start(OrchestratorService(MemoryStore()), ServerConfig(host="127.0.0.1", port=0, token="s3cret"))
     target = f"127.0.0.1:{running.port}"
     try:
         assert hc.main(["--server", target]) == 0

@@ -22,7 +22,7 @@ from test_deploy_compose import COMPOSE, IMAGE_ROOT, as_list, load
 from test_deploy_healthcheck import hc as healthcheck
 
 import db
-from orchestrator.service import OrchestratorServiceImpl
+from orchestrator.service import OrchestratorService
 from ui.schema import snapshot_problems
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -123,7 +123,7 @@ def test_compose_topology_runs_as_processes(pg_server: Any, tmp_path: Path) -> N
 
     store = db.open_store(url)
     try:
-        doc = OrchestratorServiceImpl(store).status("topology")
+        doc = OrchestratorService(store).status("topology")
     finally:
         store.close()
     assert doc["completed"] == C and doc["state"] == "done" and doc["failed"] == 0

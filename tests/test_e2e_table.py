@@ -20,7 +20,7 @@ import db
 from evolution import verify
 from orchestrator.config import parse_spec
 from orchestrator.replay import replay_inputs, verify_experiment
-from orchestrator.service import OrchestratorServiceImpl
+from orchestrator.service import OrchestratorService
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def stop_server(proc: subprocess.Popen[str]) -> int:
 def test_four_worker_processes_run_an_nb201_experiment_to_completion(sqlite_url: str) -> None:
     store = db.open_store(sqlite_url)
     try:
-        OrchestratorServiceImpl(store).create_experiment(parse_spec(
+        OrchestratorService(store).create_experiment(parse_spec(
             {"name": "nb", "space": "nb201", "population": P, "sample": S, "evaluations": C, "seed": 11}))
     finally:
         store.close()
@@ -122,7 +122,7 @@ def test_server_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 
 def test_sigterm_on_a_worker_releases_its_lease_and_exits_zero(sqlite_url: str) -> None:
     store = db.open_store(sqlite_url)
-    service = OrchestratorServiceImpl(store)
+    service = OrchestratorService(store)
     service.create_experiment(parse_spec({"name": "slow", "space": "nb201", "population": 3, "sample": 2,
                                           "evaluations": 5}))
     server, port = start_server(sqlite_url)

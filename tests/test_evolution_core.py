@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import spaces
 from evolution import (
     Completed,
     EvolutionConfig,
@@ -23,11 +24,10 @@ from evolution import (
 )
 from evolution.objectives import ObjectiveError, pareto_front_indices
 from evolution.simulate import run_search
-from genome import get_space
 from mutations import build_mutation, default_mutation_spec
 
-NASNET = get_space("nasnet")
-NB201 = get_space("nb201")
+NASNET = spaces.get("nasnet")
+NB201 = spaces.get("nb201")
 NASNET_MUT = build_mutation(default_mutation_spec("nasnet"), "nasnet")
 NB201_MUT = build_mutation(default_mutation_spec("nb201"), "nb201")
 GOLDEN = Path(__file__).parent / "golden" / "aging_nasnet_seed2019.json"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import spaces
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -36,7 +38,7 @@ def test_bad_arguments_exit_with_an_error(argv, capsys):
 
 def test_the_torch_peer_has_exactly_the_flax_parameter_count():
     torch = pytest.importorskip("torch")
-    from genome.registry import load_named_genome
+
     from nets.build import model_stats
 
     sys.path.insert(0, str(BENCH))
@@ -45,7 +47,7 @@ def test_the_torch_peer_has_exactly_the_flax_parameter_count():
     finally:
         sys.path.remove(str(BENCH))
     # AmoebaNet-A has every structural case: conv_1x7_7x1, reduction-cell output states 0/1, 7x7 kernels.
-    genome = load_named_genome("amoebanet-a")
+    genome = spaces.named_genome("amoebanet-a")
     model = peer.TorchNASNet(genome, cells=1, filters=8)
     assert peer.count_params(model) == model_stats(genome, 1, 8).params
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)

@@ -8,21 +8,13 @@ import random
 
 import pytest
 
-from genome import (
-    NASNET_OPS,
-    GenomeError,
-    NASNetGenome,
-    NB201Genome,
-    canonical_json,
-    get_space,
-    load_named_genome,
-    parse_genome,
-)
+import spaces
+from genome import NASNET_OPS, GenomeError, NASNetGenome, NB201Genome, canonical_json
 from genome.nb201 import parse_arch_str
 from tables.nb201 import default_table_path
 
-NASNET = get_space("nasnet")
-NB201 = get_space("nb201")
+NASNET = spaces.get("nasnet")
+NB201 = spaces.get("nb201")
 
 
 def test_sampled_nasnet_genomes_round_trip_through_canonical_json() -> None:
@@ -30,7 +22,7 @@ def test_sampled_nasnet_genomes_round_trip_through_canonical_json() -> None:
     for _ in range(500):
         g = NASNET.sample(rng)
         text = canonical_json(g.to_json())
-        again = parse_genome(json.loads(text))
+        again = spaces.parse_genome(json.loads(text))
         assert again == g
         assert again.fingerprint == g.fingerprint
         for kind in ("normal", "reduction"):
@@ -40,23 +32,23 @@ def test_sampled_nasnet_genomes_round_trip_through_canonical_json() -> None:
 
 
 def test_fingerprint_is_stable_and_depends_on_content() -> None:
-    g = load_named_genome("amoebanet-a")
+    g = spaces.named_genome("amoebanet-a")
     # Pinned: a change to canonical JSON or hashing would silently split existing databases.
     assert g.fingerprint == "fe12a4dc61cc3ec1"
     assert NB201Genome(("none",) * 6).fingerprint == "19baedca72244b3c"
     assert len(g.fingerprint) == 16
-    assert g.fingerprint != load_named_genome("nasnet-a").fingerprint
+    assert g.fingerprint != spaces.named_genome("nasnet-a").fingerprint
     assert canonical_json({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'
 
 
 def test_named_genomes_reproduce_reference_output_masks() -> None:
-    amoeba = load_named_genome("amoebanet-a")
+    amoeba = spaces.named_genome("amoebanet-a")
     assert isinstance(amoeba, NASNetGenome)
     # The reference code concatenates states 1,3,4,6 (normal) and 2..6 (reduction).
     assert amoeba.normal.output_states() == (1, 3, 4, 6)
     assert amoeba.reduction.output_states() == (2, 3, 4, 5, 6)
     assert amoeba.normal.combinations[0].ops() == ("avg_pool_3x3", "max_pool_3x3")
-    nasnet = load_named_genome("nasnet-a")
+    nasnet = spaces.named_genome("nasnet-a")
     assert isinstance(nasnet, NASNetGenome)
     assert nasnet.normal.output_states() == (1, 2, 3, 4, 5, 6)
     assert nasnet.reduction.output_states() == (3, 4, 5, 6)
@@ -83,18 +75,18 @@ def test_malformed_nasnet_genomes_are_rejected_with_a_precise_message(mutate, me
     data = json.loads(canonical_json(NASNET.sample(random.Random(1)).to_json()))
     mutate(data)
     with pytest.raises(GenomeError, match=message):
-        parse_genome(data)
+        spaces.parse_genome(data)
 
 
 def test_parse_genome_errors() -> None:
     with pytest.raises(GenomeError, match="space"):
-        parse_genome({"normal": {}})
+        spaces.parse_genome({"normal": {}})
     with pytest.raises(GenomeError, match="unknown search space"):
-        parse_genome({"space": "darts"})
+        spaces.parse_genome({"space": "darts"})
     with pytest.raises(GenomeError, match="not valid JSON"):
-        parse_genome("{nope")
+        spaces.parse_genome("{nope")
     with pytest.raises(GenomeError, match="unknown genome name"):
-        load_named_genome("amoebanet-z")
+        spaces.named_genome("amoebanet-z")
 
 
 def test_nb201_codec_round_trips_every_string_of_the_shipped_table() -> None:
@@ -125,7 +117,7 @@ def test_malformed_nb201_strings_are_rejected(text: str, message: str) -> None:
 def test_nb201_genome_json_and_fingerprint() -> None:
     g = NB201.sample(random.Random(3))
     assert isinstance(g, NB201Genome)
-    assert parse_genome(g.to_json()) == g
-    assert parse_genome(g.to_arch_str()) == g
+    assert spaces.parse_genome(g.to_json()) == g
+    assert spaces.parse_genome(g.to_arch_str()) == g
     other = NB201Genome(tuple(reversed(g.ops)))
     assert (g.fingerprint == other.fingerprint) == (g == other)

@@ -14,9 +14,9 @@ from test_server_grpc import _certs
 
 from db.engine import make_engine
 from orchestrator.server import RunningServer, ServerConfig, TLSConfig, start
-from orchestrator.service import OrchestratorServiceImpl, open_service
+from orchestrator.service import OrchestratorService, open_service
 from protos.amoeba.v1 import orchestrator_pb2 as pb
-from worker.client import ClientTLS, OrchestratorClient
+from protos.client import ClientTLS, OrchestratorClient
 
 TOKEN = "c0ffee-5ecret-t0ken"
 METHODS = [(m.name, getattr(pb, m.input_type.name)) for m in pb.DESCRIPTOR.services_by_name["Orchestrator"].methods]
@@ -29,20 +29,20 @@ WRONG = [
 
 
 @pytest.fixture
-def service(sqlite_url: str) -> Iterator[OrchestratorServiceImpl]:
+def service(sqlite_url: str) -> Iterator[OrchestratorService]:
     create_experiment(sqlite_url, experiment_config("exp", evaluations=4, population=2, sample=1))
     svc = open_service(sqlite_url)
     yield svc
     svc.store.close()
 
 
-def serve(service: OrchestratorServiceImpl, **kw: object) -> RunningServer:
+def serve(service: OrchestratorService, **kw: object) -> RunningServer:
     return start(service, ServerConfig(port=0, grace_s=0.5, **kw))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("mode", ["aio", "sync"])
 def test_every_rpc_without_the_token_or_with_a_wrong_one_is_unauthenticated(
-        service: OrchestratorServiceImpl, sqlite_url: str, mode: str) -> None:
+        service: OrchestratorService, sqlite_url: str, mode: str) -> None:
     running = serve(service, token=TOKEN, mode=mode)
     engine = make_engine(sqlite_url)
     try:
@@ -75,7 +75,7 @@ def test_every_rpc_without_the_token_or_with_a_wrong_one_is_unauthenticated(
 
 
 def test_tls_refuses_plaintext_and_mutual_tls_refuses_clients_without_a_valid_certificate(
-        service: OrchestratorServiceImpl) -> None:
+        service: OrchestratorService) -> None:
     ours, theirs = _certs(), _certs()  # two unrelated CAs
     # TLS without client certificates: a plaintext client and one that does not trust the server are refused.
     running = serve(service, tls=TLSConfig(ours["server"], ours["server_key"]))

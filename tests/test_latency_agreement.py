@@ -12,19 +12,20 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from genome import NASNET_OPS, Genome, get_space, load_named_genome, parse_genome
+import spaces
+from genome import NASNET_OPS, Genome
 from latency import NASNET_OP_LOWERING, estimate, lower_genome
 from nets.build import build_model
 from nets.ops import OPS
 from nets.trace import trace_module
 
 _rng = random.Random(2026)
-_random_nasnet = [get_space("nasnet").sample(_rng) for _ in range(2)]
+_random_nasnet = [spaces.get("nasnet").sample(_rng) for _ in range(2)]
 # Three outputs of F channels: later stack-1 cells read two (32, 32, 3F) tensors, as the first cell reads
 # the stem twice; the lowering's cell templates must still wire them apart.
-_three_out = next(g for g in (get_space("nasnet").sample(_rng) for _ in range(500))
+_three_out = next(g for g in (spaces.get("nasnet").sample(_rng) for _ in range(500))
                   if len(g.normal.output_states()) == 3)
-_amoeba, _nasnet = load_named_genome("amoebanet-a"), load_named_genome("nasnet-a")
+_amoeba, _nasnet = spaces.named_genome("amoebanet-a"), spaces.named_genome("nasnet-a")
 
 # (label, genome, cells, filters, dataset, input size, every model parameter reaches the output)
 CASES: list[tuple[str, Genome, int, int, str, int, bool]] = [
@@ -33,10 +34,10 @@ CASES: list[tuple[str, Genome, int, int, str, int, bool]] = [
     # A sampled cell may leave an input state unused: its preprocessing conv is dead and dropped.
     *[(f"random nasnet {i}", g, 1, 5, "cifar10", 32, False) for i, g in enumerate(_random_nasnet[:1])],
     ("random nasnet, 3 outputs", _three_out, 3, 4, "cifar10", 32, False),
-    ("nb201 best", parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"), 2, 16, "cifar10", 32, True),
-    ("nb201 mixed", parse_genome("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|none~1|avg_pool_3x3~2|"), 2, 8, "cifar10", 32, True),
+    ("nb201 best", spaces.parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"), 2, 16, "cifar10", 32, True),
+    ("nb201 mixed", spaces.parse_genome("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|none~1|avg_pool_3x3~2|"), 2, 8, "cifar10", 32, True),
     # The conv into node 1 never reaches the output: the compiler (and both front ends) drop it.
-    ("nb201 dead edges", parse_genome("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"), 2, 16, "cifar10", 32, False),
+    ("nb201 dead edges", spaces.parse_genome("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"), 2, 16, "cifar10", 32, False),
 ]
 
 

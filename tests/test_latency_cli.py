@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from genome import load_named_genome
+import spaces
 
 
 def amoeba(*args: str) -> subprocess.CompletedProcess[str]:
@@ -17,7 +17,7 @@ def amoeba(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_genome_json_schema_and_the_genome_path_never_imports_jax(tmp_path: Path) -> None:
     genome_file = tmp_path / "g.json"
-    genome_file.write_text(json.dumps(load_named_genome("nasnet-a").to_json()))
+    genome_file.write_text(json.dumps(spaces.named_genome("nasnet-a").to_json()))
     script = (
         "import sys, json, io, contextlib, typer\n"
         "from cli import latency\n"

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from genome import NASNET_OPS, get_space, load_named_genome, parse_genome
+import spaces
+from genome import NASNET_OPS
 from latency import (
     NASNET_OP_LOWERING,
     LatencyError,
@@ -112,14 +113,14 @@ def test_bad_device_and_clock_are_rejected() -> None:
 
 
 def test_clock_and_link_change_latency_in_the_expected_direction() -> None:
-    graph = lower_genome(load_named_genome("amoebanet-a"), cells=2, filters=16)
+    graph = lower_genome(spaces.named_genome("amoebanet-a"), cells=2, filters=16)
     fast, slow = estimate(graph, "usb3", 500), estimate(graph, "usb3", 250)
     assert slow.tpu_ms == pytest.approx(2 * fast.tpu_ms, rel=0.01)
     assert estimate(graph, "usb2").latency_ms > fast.latency_ms
 
 
 def test_lowering_reproduces_the_macro_structure() -> None:
-    genome = load_named_genome("nasnet-a")
+    genome = spaces.named_genome("nasnet-a")
     graph = lower_genome(genome, cells=2, filters=8)
     counts = graph.count_by_kind()
     assert counts["dense"] == 1 and counts["mean"] == 1
@@ -138,8 +139,8 @@ def test_lowering_reproduces_the_macro_structure() -> None:
 
 
 def test_nb201_lowering() -> None:
-    convs = parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
-    skips = parse_genome("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|")
+    convs = spaces.parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    skips = spaces.parse_genome("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|")
     g_conv = lower_genome(convs, cells=5, filters=16)
     g_skip = lower_genome(skips, cells=5, filters=16)
     # 15 cells x 6 conv3x3 edges; the skeleton adds the stem, two residual blocks (3 convs each).
@@ -148,21 +149,21 @@ def test_nb201_lowering() -> None:
     assert estimate(g_conv).latency_ms > estimate(g_skip).latency_ms
     assert g_conv.layers[-1].out_shape == (10,) and g_conv.layers[-3].out_shape == (8, 8, 64)
     # No path from input to output: the network computes a constant after the stem.
-    dead = lower_genome(parse_genome("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"), cells=5, filters=16)
+    dead = lower_genome(spaces.parse_genome("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"), cells=5, filters=16)
     assert [layer.name for layer in dead.layers] == ["stem/conv"]
     assert 0 < estimate(dead).latency_ms < estimate(g_conv).latency_ms
 
 
 def test_lowering_rejects_bad_arguments() -> None:
     with pytest.raises(LoweringError, match="cells"):
-        lower_genome(load_named_genome("amoebanet-a"), cells=0, filters=8)
+        lower_genome(spaces.named_genome("amoebanet-a"), cells=0, filters=8)
     with pytest.raises(LoweringError, match="num_classes"):
-        lower_genome(load_named_genome("amoebanet-a"), cells=1, filters=8, num_classes=0)
+        lower_genome(spaces.named_genome("amoebanet-a"), cells=1, filters=8, num_classes=0)
 
 
 def test_estimate_genome_is_cached_and_fast() -> None:
     clear_cache()
-    space = get_space("nasnet")
+    space = spaces.get("nasnet")
     rng = random.Random(7)
     genomes = [space.sample(rng) for _ in range(10)]
     started = time.perf_counter()
@@ -181,11 +182,11 @@ def test_the_objective_path_equals_the_full_estimate() -> None:
     # exactly what lowering every layer gives, dead cells included (a normal cell that never reads
     # state 0 leaves the cell before the last one dead).
     clear_cache()
-    space = get_space("nasnet")
+    space = spaces.get("nasnet")
     rng = random.Random(11)
     never_reads_0 = space.from_json({"normal": {"combinations": [[[1, "sep_conv_3x3"], [1, "identity"]]] * 5},
-                                     "reduction": load_named_genome("nasnet-a").to_json()["reduction"]})
-    genomes = [never_reads_0, *(space.sample(rng) for _ in range(25)), load_named_genome("amoebanet-a")]
+                                     "reduction": spaces.named_genome("nasnet-a").to_json()["reduction"]})
+    genomes = [never_reads_0, *(space.sample(rng) for _ in range(25)), spaces.named_genome("amoebanet-a")]
     for i, genome in enumerate(genomes):
         for cells, filters, size, dataset in ((1, 5, 32, None), (3, 12, 32, None), (1, 16, 64, "imagenet"))[: 3 if i < 4 else 1]:
             fast = estimate_genome(genome, cells=cells, filters=filters, input_size=size, dataset=dataset,
@@ -195,6 +196,6 @@ def test_the_objective_path_equals_the_full_estimate() -> None:
             assert fast.layers == () and fast.fits_on_chip == full.fits_on_chip
             assert (fast.macs, fast.params, fast.on_chip_param_bytes) == (full.macs, full.params, full.on_chip_param_bytes)
             assert fast.latency_ms == pytest.approx(full.latency_ms, rel=1e-9)
-    big = load_named_genome("amoebanet-a")  # 87 M parameters: streaming depends on layer order, full path
+    big = spaces.named_genome("amoebanet-a")  # 87 M parameters: streaming depends on layer order, full path
     fast = estimate_genome(big, cells=6, filters=190, input_size=224, num_classes=1000, layers=False)
     assert not fast.fits_on_chip and fast.streamed_bytes > 0

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from db import open_store
+from domain import InvalidArgument, Lease, Metrics, WorkerInfo
 from orchestrator.config import parse_spec
-from orchestrator.domain import InvalidArgument, Lease, ReportedMetrics, WorkerInfo
 from orchestrator.replay import verify_experiment
-from orchestrator.service import OrchestratorServiceImpl
+from orchestrator.service import OrchestratorService
 
 _BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "latency_objective.py"
 _spec = importlib.util.spec_from_file_location("latency_objective_bench", _BENCH)
@@ -31,7 +31,7 @@ def test_latency_constrained_search_ends_with_lower_median_latency() -> None:
 
 
 def test_children_over_the_limit_are_rejected_before_training_and_replay_verifies() -> None:
-    service = OrchestratorServiceImpl(open_store("memory://"))
+    service = OrchestratorService(open_store("memory://"))
     service.create_experiment(parse_spec({
         "name": "lim", "space": "nb201", "population": 5, "sample": 2, "evaluations": 40, "seed": 3,
         "objective": {"kind": "accuracy", "max_latency_ms": 1.0},
@@ -40,7 +40,7 @@ def test_children_over_the_limit_are_rejected_before_training_and_replay_verifie
     got: Any = service.lease(worker, "lim")
     while isinstance(got, Lease):
         # No latency in the report: the orchestrator fills it from the same simulator.
-        got = service.report(got.individual_id, got.token, "w", ReportedMetrics(accuracy=0.5), lease_next=True)
+        got = service.report(got.individual_id, got.token, "w", Metrics(accuracy=0.5), lease_next=True)
     exp = service.get_experiment("lim")
     assert exp.completed == 40 and exp.rejected > 0
     rejected = service.list_individuals("lim", 1000, "", "rejected").individuals

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genome import NASNetGenome, NB201Genome, canonical_json, get_space, load_named_genome, parse_genome
+import spaces
+from genome import NASNetGenome, NB201Genome, canonical_json
 from mutations import (
     Chain,
     Choice,
@@ -24,8 +25,8 @@ from mutations import (
     default_mutation_spec,
 )
 
-NASNET = get_space("nasnet")
-NB201 = get_space("nb201")
+NASNET = spaces.get("nasnet")
+NB201 = spaces.get("nb201")
 seeds = st.integers(min_value=0, max_value=2**63)
 
 
@@ -52,7 +53,7 @@ def test_nasnet_mutation_changes_exactly_one_place_and_stays_valid(genome_seed, 
     # The input is never modified (frozen values, but check the serialized form too).
     assert canonical_json(parent.to_json()) == before
     # Always valid, and so no loop: every input reads an earlier state.
-    assert parse_genome(child.to_json()) == child
+    assert spaces.parse_genome(child.to_json()) == child
     diffs = _differences(parent, child)
     assert len(diffs) == 1
     assert diffs[0][2].endswith("input" if which == "hidden_state" else "op")
@@ -65,7 +66,7 @@ def test_nb201_edge_op_mutation_changes_exactly_one_edge(genome_seed, mutation_s
     child = EdgeOpMutation()(parent, random.Random(mutation_seed)).genome
     assert isinstance(child, NB201Genome)
     assert sum(a != b for a, b in zip(parent.ops, child.ops, strict=True)) == 1
-    assert parse_genome(child.to_arch_str()) == child
+    assert spaces.parse_genome(child.to_arch_str()) == child
 
 
 @settings(max_examples=500, deadline=None)
@@ -90,13 +91,13 @@ def test_default_mix_is_five_percent_identity_rest_shared() -> None:
 
 
 def test_mutations_keep_reference_extras_and_validity() -> None:
-    parent = load_named_genome("amoebanet-a")
+    parent = spaces.named_genome("amoebanet-a")
     rng = random.Random(5)
     for _ in range(300):
         child = build_mutation(default_mutation_spec("nasnet"), "nasnet")(parent, rng).genome
         assert isinstance(child, NASNetGenome)
         assert child.normal.extra_outputs == parent.normal.extra_outputs
-        assert parse_genome(child.to_json()) == child
+        assert spaces.parse_genome(child.to_json()) == child
 
 
 def test_specs_round_trip_and_combinators_compose() -> None:

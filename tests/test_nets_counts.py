@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from genome import NASNET_OPS, load_named_genome, parse_genome
+import spaces
+from genome import NASNET_OPS
 from genome.reference import PUBLISHED
 from nets.build import count_params, model_stats
 from nets.ops import OPS
@@ -21,14 +22,14 @@ def test_op_table_covers_exactly_the_genome_ops() -> None:
 )
 def test_cifar_parameter_counts_match_the_papers(name: str, key: str) -> None:
     ref = PUBLISHED[name][key]
-    stats = model_stats(load_named_genome(name), ref["N"], ref["F"], "cifar10")
+    stats = model_stats(spaces.named_genome(name), ref["N"], ref["F"], "cifar10")
     assert stats.params == pytest.approx(ref["params_M"] * 1e6, rel=0.10)
 
 
 def test_imagenet_amoebanet_a_matches_params_and_mult_adds() -> None:
     ref = PUBLISHED["amoebanet-a"]["imagenet"]
     # The paper's ImageNet figures are for 331x331 inputs and the reference's 1001 classes.
-    stats = model_stats(load_named_genome("amoebanet-a"), ref["N"], ref["F"], "imagenet", image_size=331,
+    stats = model_stats(spaces.named_genome("amoebanet-a"), ref["N"], ref["F"], "imagenet", image_size=331,
                         num_classes=1001)
     assert stats.params == pytest.approx(ref["params_M"] * 1e6, rel=0.10)
     assert stats.mult_adds == pytest.approx(ref["mult_adds_B"] * 1e9, rel=0.10)
@@ -36,9 +37,9 @@ def test_imagenet_amoebanet_a_matches_params_and_mult_adds() -> None:
 
 def test_nb201_largest_cell_has_the_benchmarks_parameter_count() -> None:
     # NAS-Bench-201's all-3x3-conv cell is its largest network: 1.53 M parameters on CIFAR-10.
-    genome = parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    genome = spaces.parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
     assert model_stats(genome, 5, 16).params == pytest.approx(1.53e6, rel=0.01)
-    empty = parse_genome("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    empty = spaces.parse_genome("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
     stats = model_stats(empty, 5, 16)
     # Only the stem, the two residual blocks and the head remain.
     assert stats.params < 0.1e6 and stats.layers == 1 + 2 * 3 + 1
@@ -59,7 +60,7 @@ def test_model_info_json(capsys: pytest.CaptureFixture[str]) -> None:
         main(["model-info", "--genome", "nasnet-a", "--cells", "2", "--filters", "8", "--json"])
     assert exit_info.value.code == 0
     doc = json.loads(capsys.readouterr().out)
-    expected = model_stats(load_named_genome("nasnet-a"), 2, 8)
+    expected = model_stats(spaces.named_genome("nasnet-a"), 2, 8)
     assert (doc["params"], doc["mult_adds"], doc["layers"]) == (expected.params, expected.mult_adds, expected.layers)
     assert doc["space"] == "nasnet" and doc["image_size"] == 32
 

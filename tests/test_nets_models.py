@@ -11,12 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genome import NASNetSpace, load_named_genome, parse_genome
+import spaces
+from genome import NASNetSpace
 from nets.build import ModelConfigError, build_model, init_variables
 from nets.layers import conv_impl
 
 # A cheap-to-compile cell pair (pools and identities, one separable conv) for the structure tests.
-LIGHT = parse_genome({
+LIGHT = spaces.parse_genome({
     "space": "nasnet",
     "normal": {"combinations": [[[0, "sep_conv_3x3"], [1, "identity"]], [[2, "avg_pool_3x3"], [0, "max_pool_3x3"]],
                                 [[1, "identity"], [3, "identity"]], [[2, "identity"], [0, "avg_pool_3x3"]],
@@ -96,12 +97,12 @@ def test_scanned_and_unrolled_cells_compute_the_same_function() -> None:
 
 
 def test_nb201_runs_every_op_and_a_disconnected_cell() -> None:
-    genome = parse_genome("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|")
+    genome = spaces.parse_genome("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|")
     model = build_model(genome, cells=1, filters=4, num_classes=10)
     _, logits, _ = _train_forward(model)
     assert logits.shape == (2, 10) and bool(jnp.all(jnp.isfinite(logits)))
     # Node 3 reads node 1 and 2 only through `none`, and node 0 through `none`: the cell outputs zeros.
-    cut = parse_genome("|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|none~0|none~1|none~2|")
+    cut = spaces.parse_genome("|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|none~0|none~1|none~2|")
     model = build_model(cut, cells=1, filters=4, num_classes=10)
     _, logits, _ = _train_forward(model)
     assert logits.shape == (2, 10) and bool(jnp.all(jnp.isfinite(logits)))
@@ -134,4 +135,4 @@ def test_imagenet_stem_runs_at_a_small_resolution() -> None:
 def test_bad_configurations_are_rejected(kwargs) -> None:
     base = {"cells": 1, "filters": 4, "num_classes": 10} | kwargs
     with pytest.raises(ModelConfigError):
-        build_model(load_named_genome("nasnet-a"), **base)
+        build_model(spaces.named_genome("nasnet-a"), **base)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import spaces
 from cli.main import main
 from db import open_store
-from genome import get_space
 from genome.base import canonical_json
 from orchestrator.readmodel import ReadModel
 from tests.test_status_readmodel import Clock, _metrics, build_experiment
@@ -61,7 +61,7 @@ def _mutated_row(db: Path) -> tuple[int, str]:
 
 def test_verify_names_the_first_mismatch_and_exits_non_zero(copied: Path, capsys: pytest.CaptureFixture[str]) -> None:
     seq, genome_json = _mutated_row(copied)
-    space = get_space("nb201")
+    space = spaces.get("nb201")
     genome = space.from_json(json.loads(genome_json))
     # Another cell, with a consistent fingerprint: only re-deriving the proposal can tell.
     other = next(g for g in (space.sample(__import__("random").Random(i)) for i in range(100)) if g != genome)
@@ -147,10 +147,10 @@ def test_fork_continues_from_an_event_with_other_settings_and_replays(
     assert start["population"]["best"] <= then["population"]["best"]
 
     # Run the fork to the end through the service, as workers would.
-    from orchestrator.domain import Lease, WorkerInfo
-    from orchestrator.service import OrchestratorServiceImpl
+    from domain import Lease, WorkerInfo
+    from orchestrator.service import OrchestratorService
 
-    service = OrchestratorServiceImpl(open_store(f"sqlite:///{copied}"), clock=Clock(1_900_000_000.0))
+    service = OrchestratorService(open_store(f"sqlite:///{copied}"), clock=Clock(1_900_000_000.0))
     try:
         while isinstance(lease := service.lease(WorkerInfo("w"), "exp-p5"), Lease):
             service.report(lease.individual_id, lease.token, "w", _metrics(lease.genome))

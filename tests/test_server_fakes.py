@@ -9,8 +9,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from genome import get_space
-from orchestrator.domain import (
+import spaces
+from domain import (
     AlreadyExists,
     Experiment,
     ExperimentSpec,
@@ -18,10 +18,10 @@ from orchestrator.domain import (
     Individual,
     InvalidArgument,
     Lease,
+    Metrics,
     NotFound,
     NoWork,
     Page,
-    ReportedMetrics,
     WorkerInfo,
 )
 
@@ -83,7 +83,7 @@ class FakeService:
                 if exp.proposals >= exp.spec.evaluations:
                     return NoWork(done=False, retry_after_s=0.05, message="all leased")
                 seq = exp.proposals
-                genome = get_space(exp.spec.space).sample(random.Random(seq))
+                genome = spaces.get(exp.spec.space).sample(random.Random(seq))
                 ind = Individual(
                     id=len(self.individuals) + 1, experiment=name, proposal_seq=seq, genome=genome.to_json(),
                     fingerprint=genome.fingerprint, parent_seq=None, mutation="", state="leased", attempts=1,
@@ -124,7 +124,7 @@ class FakeService:
             return deadline
 
     def report(
-        self, individual_id: int, token: str, worker_id: str, metrics: ReportedMetrics, lease_next: bool = False
+        self, individual_id: int, token: str, worker_id: str, metrics: Metrics, lease_next: bool = False
     ) -> Lease | NoWork | None:
         if not 0.0 <= metrics.accuracy <= 1.0:
             raise InvalidArgument(f"accuracy must be in [0, 1], got {metrics.accuracy}")

@@ -16,10 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from test_server_fakes import FakeService, nb201_spec
 
+from domain import FailedPrecondition, InvalidArgument, NotFound
 from orchestrator.config import parse_spec
-from orchestrator.domain import FailedPrecondition, InvalidArgument, NotFound
 from orchestrator.server import RunningServer, ServerConfig, TLSConfig, start
-from orchestrator.service import OrchestratorServiceImpl, open_service
+from orchestrator.service import OrchestratorService, open_service
 from orchestrator.servicer import ERROR_OF_STATUS, STATUS_OF_ERROR, error_for_status, status_for_error
 from protos import codec
 from protos.amoeba.v1 import orchestrator_pb2 as pb
@@ -34,7 +34,7 @@ def spec_msg(name: str = "exp", evaluations: int = 6) -> pb.ExperimentSpec:
 
 
 @pytest.fixture
-def service() -> Iterator[OrchestratorServiceImpl]:
+def service() -> Iterator[OrchestratorService]:
     svc = open_service("memory://")
     yield svc
     svc.store.close()
@@ -45,7 +45,7 @@ def serve(service: Any, **kw: Any) -> RunningServer:
 
 
 @pytest.fixture(params=["aio", "sync"])
-def server(request: pytest.FixtureRequest, service: OrchestratorServiceImpl) -> Iterator[RunningServer]:
+def server(request: pytest.FixtureRequest, service: OrchestratorService) -> Iterator[RunningServer]:
     running = serve(service, mode=request.param)
     yield running
     running.stop(0.5)
@@ -114,7 +114,7 @@ def test_a_whole_experiment_over_the_wire(stub: pb_grpc.OrchestratorStub) -> Non
 
 
 def test_bad_requests_get_one_clear_status_and_change_nothing(stub: pb_grpc.OrchestratorStub,
-                                                               service: OrchestratorServiceImpl) -> None:
+                                                               service: OrchestratorService) -> None:
     stub.CreateExperiment(pb.CreateExperimentRequest(spec=spec_msg()), timeout=10)
     code, msg = code_of(stub.CreateExperiment, pb.CreateExperimentRequest(spec=spec_msg()))
     assert code == grpc.StatusCode.ALREADY_EXISTS and "exp" in msg
@@ -183,7 +183,7 @@ def test_health_and_reflection(server: RunningServer) -> None:
 
 
 @pytest.mark.parametrize("mode", ["aio", "sync"])
-def test_token_auth_exempts_health_only(service: OrchestratorServiceImpl, mode: str) -> None:
+def test_token_auth_exempts_health_only(service: OrchestratorService, mode: str) -> None:
     running = serve(service, token="s3cret", mode=mode)
     try:
         with grpc.insecure_channel(running.address) as channel:
@@ -204,7 +204,7 @@ def test_token_auth_exempts_health_only(service: OrchestratorServiceImpl, mode: 
         running.stop(0.5)
 
 
-def test_message_size_limit(service: OrchestratorServiceImpl) -> None:
+def test_message_size_limit(service: OrchestratorService) -> None:
     running = serve(service, max_message_bytes=64 * 1024)
     try:
         with grpc.insecure_channel(running.address) as channel:
@@ -257,8 +257,8 @@ def _certs() -> dict[str, bytes]:
     return out
 
 
-def test_tls_and_mutual_tls(service: OrchestratorServiceImpl) -> None:
-    from worker.client import ClientTLS, OrchestratorClient
+def test_tls_and_mutual_tls(service: OrchestratorService) -> None:
+    from protos.client import ClientTLS, OrchestratorClient
 
     c = _certs()
     running = serve(service, tls=TLSConfig(c["server"], c["server_key"], client_ca=c["ca"]))

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from configs import ConfigError, load_config, shipped
+from domain import InvalidArgument
 from mutations import default_mutation_spec
 from orchestrator.config import load_spec_file, parse_spec, spec_from_json, spec_to_json
-from orchestrator.domain import InvalidArgument
 
 BASE: dict[str, Any] = {"name": "e1", "space": "nasnet", "population": 10, "sample": 3, "evaluations": 50}
 

@@ -12,19 +12,19 @@ import pytest
 
 import db
 from db import Store
-from orchestrator.config import parse_spec
-from orchestrator.domain import (
+from domain import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     Lease,
+    Metrics,
     NotFound,
     NoWork,
-    ReportedMetrics,
     WorkerInfo,
 )
+from orchestrator.config import parse_spec
 from orchestrator.replay import verify_experiment
-from orchestrator.service import OrchestratorServiceImpl
+from orchestrator.service import OrchestratorService
 
 
 class Clock:
@@ -62,21 +62,21 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def svc(svc_store: Store, clock: Clock) -> OrchestratorServiceImpl:
-    return OrchestratorServiceImpl(svc_store, clock=clock)
+def svc(svc_store: Store, clock: Clock) -> OrchestratorService:
+    return OrchestratorService(svc_store, clock=clock)
 
 
 W1, W2 = WorkerInfo("w1", "host-a", "table"), WorkerInfo("w2", "host-b", "table")
 
 
-def lease(svc: OrchestratorServiceImpl, worker: WorkerInfo = W1, exp: str | None = "exp") -> Lease:
+def lease(svc: OrchestratorService, worker: WorkerInfo = W1, exp: str | None = "exp") -> Lease:
     got = svc.lease(worker, exp)
     assert isinstance(got, Lease), got
     return got
 
 
-def report(svc: OrchestratorServiceImpl, le: Lease, worker: str = "w1", lease_next: bool = False, **metrics: Any) -> Any:
-    return svc.report(le.individual_id, le.token, worker, ReportedMetrics(accuracy=accuracy_of(le), **metrics),
+def report(svc: OrchestratorService, le: Lease, worker: str = "w1", lease_next: bool = False, **metrics: Any) -> Any:
+    return svc.report(le.individual_id, le.token, worker, Metrics(accuracy=accuracy_of(le), **metrics),
                       lease_next=lease_next)
 
 
@@ -92,13 +92,13 @@ def snapshot(store: Store) -> Any:
         )
 
 
-def population_seqs(svc: OrchestratorServiceImpl, exp: str = "exp") -> list[int]:
+def population_seqs(svc: OrchestratorService, exp: str = "exp") -> list[int]:
     page = svc.list_individuals(exp, 10_000, "", "completed")
     members = sorted((i for i in page.individuals if i.in_population), key=lambda i: i.completion_rank or 0)
     return [i.proposal_seq for i in members]
 
 
-def test_random_phase_then_evolution_and_population_is_last_p(svc: OrchestratorServiceImpl) -> None:
+def test_random_phase_then_evolution_and_population_is_last_p(svc: OrchestratorService) -> None:
     svc.create_experiment(spec())
     completed_order: list[int] = []
     le = lease(svc)
@@ -122,7 +122,7 @@ def test_random_phase_then_evolution_and_population_is_last_p(svc: OrchestratorS
 
 
 def test_out_of_order_completions_with_failures_and_expiry_replay_exactly(
-    svc: OrchestratorServiceImpl, clock: Clock
+    svc: OrchestratorService, clock: Clock
 ) -> None:
     svc.create_experiment(spec(evaluations=40, population=6, sample=3))
     rng = random.Random(5)
@@ -150,7 +150,7 @@ def test_out_of_order_completions_with_failures_and_expiry_replay_exactly(
     assert result.completed == 40 and result.proposals == svc.get_experiment("exp").proposals
 
 
-def test_lease_expiry_requeues_with_attempt_plus_one_then_fails(svc: OrchestratorServiceImpl, clock: Clock) -> None:
+def test_lease_expiry_requeues_with_attempt_plus_one_then_fails(svc: OrchestratorService, clock: Clock) -> None:
     svc.create_experiment(spec(max_attempts=2))
     first = lease(svc, W1)
     clock.t += 10.5
@@ -174,7 +174,7 @@ def test_lease_expiry_requeues_with_attempt_plus_one_then_fails(svc: Orchestrato
 
 
 def test_heartbeat_extends_and_release_requeues_without_using_an_attempt(
-    svc: OrchestratorServiceImpl, clock: Clock
+    svc: OrchestratorService, clock: Clock
 ) -> None:
     svc.create_experiment(spec())
     le = lease(svc)
@@ -190,7 +190,7 @@ def test_heartbeat_extends_and_release_requeues_without_using_an_attempt(
         svc.heartbeat(le.individual_id, le.token, "w1")
 
 
-def test_retryable_failure_requeues_and_final_failure_never_joins(svc: OrchestratorServiceImpl) -> None:
+def test_retryable_failure_requeues_and_final_failure_never_joins(svc: OrchestratorService) -> None:
     svc.create_experiment(spec(max_attempts=2))
     le = lease(svc)
     svc.fail(le.individual_id, le.token, "w1", "preempted", retryable=True)
@@ -202,32 +202,32 @@ def test_retryable_failure_requeues_and_final_failure_never_joins(svc: Orchestra
     assert svc.get_experiment("exp").failed == 1
 
 
-def test_bad_reports_get_the_right_error_and_change_nothing(svc: OrchestratorServiceImpl, clock: Clock) -> None:
+def test_bad_reports_get_the_right_error_and_change_nothing(svc: OrchestratorService, clock: Clock) -> None:
     svc.create_experiment(spec(max_attempts=3))
     le = lease(svc)
     done = lease(svc, W2)
     report(svc, done, "w2")
     expired = lease(svc, W2)
     before = snapshot(svc.store)
-    good = ReportedMetrics(accuracy=0.5)
+    good = Metrics(accuracy=0.5)
     cases: list[tuple[Any, type[Exception], str]] = [
         (lambda: svc.report(10**9, le.token, "w1", good), NotFound, "no individual"),
         (lambda: svc.report(le.individual_id, "f" * 32, "w1", good), FailedPrecondition, "no longer yours"),
         (lambda: svc.report(le.individual_id, "", "w1", good), InvalidArgument, "token"),
         (lambda: svc.report(done.individual_id, done.token, "w2", good), AlreadyExists, "completed already"),
         (lambda: svc.fail(done.individual_id, done.token, "w2", "late"), AlreadyExists, "completed already"),
-        (lambda: svc.report(le.individual_id, le.token, "w1", ReportedMetrics(accuracy=math.nan)), InvalidArgument,
+        (lambda: svc.report(le.individual_id, le.token, "w1", Metrics(accuracy=math.nan)), InvalidArgument,
          "accuracy"),
-        (lambda: svc.report(le.individual_id, le.token, "w1", ReportedMetrics(accuracy=1.5)), InvalidArgument, "accuracy"),
-        (lambda: svc.report(le.individual_id, le.token, "w1", ReportedMetrics(accuracy=0.5, latency_ms=-1.0)),
+        (lambda: svc.report(le.individual_id, le.token, "w1", Metrics(accuracy=1.5)), InvalidArgument, "accuracy"),
+        (lambda: svc.report(le.individual_id, le.token, "w1", Metrics(accuracy=0.5, latency_ms=-1.0)),
          InvalidArgument, "latency"),
-        (lambda: svc.report(le.individual_id, le.token, "w1", ReportedMetrics(accuracy=0.5, train_seconds=math.inf)),
+        (lambda: svc.report(le.individual_id, le.token, "w1", Metrics(accuracy=0.5, train_seconds=math.inf)),
          InvalidArgument, "train_seconds"),
-        (lambda: svc.report(le.individual_id, le.token, "w1", ReportedMetrics(accuracy=0.5, params=-3)),
+        (lambda: svc.report(le.individual_id, le.token, "w1", Metrics(accuracy=0.5, params=-3)),
          InvalidArgument, "params"),
-        (lambda: svc.report(le.individual_id, le.token, "w1", ReportedMetrics(accuracy=0.5, mult_adds=10**30)),
+        (lambda: svc.report(le.individual_id, le.token, "w1", Metrics(accuracy=0.5, mult_adds=10**30)),
          InvalidArgument, "mult_adds"),
-        (lambda: svc.report(le.individual_id, le.token, "w1", ReportedMetrics(accuracy=True)), InvalidArgument,
+        (lambda: svc.report(le.individual_id, le.token, "w1", Metrics(accuracy=True)), InvalidArgument,
          "accuracy"),
         (lambda: svc.fail(le.individual_id, le.token, "w1", "  "), InvalidArgument, "reason"),
         (lambda: svc.heartbeat(le.individual_id, "x", "w1"), FailedPrecondition, "no longer yours"),
@@ -247,7 +247,7 @@ def test_bad_reports_get_the_right_error_and_change_nothing(svc: OrchestratorSer
     assert snapshot(svc.store) == before
 
 
-def test_done_after_c_and_work_is_capped_at_c(svc: OrchestratorServiceImpl) -> None:
+def test_done_after_c_and_work_is_capped_at_c(svc: OrchestratorService) -> None:
     svc.create_experiment(spec(evaluations=3))
     a, b, c = lease(svc), lease(svc, W2), lease(svc)
     wait = svc.lease(W2, "exp")
@@ -263,7 +263,7 @@ def test_done_after_c_and_work_is_capped_at_c(svc: OrchestratorServiceImpl) -> N
                                                                                                       0, 0)
 
 
-def test_several_experiments_share_the_store(svc: OrchestratorServiceImpl) -> None:
+def test_several_experiments_share_the_store(svc: OrchestratorService) -> None:
     svc.create_experiment(spec("one", evaluations=2, seed=1))
     svc.create_experiment(spec("two", evaluations=2, seed=2))
     with pytest.raises(AlreadyExists):
@@ -281,7 +281,7 @@ def test_several_experiments_share_the_store(svc: OrchestratorServiceImpl) -> No
     assert all(verify_experiment(svc.store, n).ok for n in ("one", "two"))
 
 
-def test_max_latency_rejects_and_pareto_selects(svc: OrchestratorServiceImpl) -> None:
+def test_max_latency_rejects_and_pareto_selects(svc: OrchestratorService) -> None:
     svc.create_experiment(spec(objective={"kind": "pareto", "max_latency_ms": 5.0}, evaluations=12, population=3))
     le = lease(svc)
     report(svc, le, latency_ms=9.0)
@@ -290,14 +290,14 @@ def test_max_latency_rejects_and_pareto_selects(svc: OrchestratorServiceImpl) ->
     got: Any = lease(svc)
     while isinstance(got, Lease):
         got = svc.report(got.individual_id, got.token, "w1",
-                         ReportedMetrics(accuracy=accuracy_of(got), latency_ms=1.0 + got.proposal_seq % 4),
+                         Metrics(accuracy=accuracy_of(got), latency_ms=1.0 + got.proposal_seq % 4),
                          lease_next=True)
     exp = svc.get_experiment("exp")
     assert (exp.completed, exp.rejected) == (12, 1)
     assert verify_experiment(svc.store, "exp").ok
 
 
-def test_status_and_paging(svc: OrchestratorServiceImpl, clock: Clock) -> None:
+def test_status_and_paging(svc: OrchestratorService, clock: Clock) -> None:
     from ui.schema import snapshot_problems
 
     svc.create_experiment(spec(evaluations=12, lease_timeout_s=120.0))
@@ -305,7 +305,7 @@ def test_status_and_paging(svc: OrchestratorServiceImpl, clock: Clock) -> None:
     got: Any = lease(svc)
     for _ in range(8):
         clock.t += 60.0
-        got = svc.report(got.individual_id, got.token, "w1", ReportedMetrics(accuracy=accuracy_of(got), latency_ms=2.0),
+        got = svc.report(got.individual_id, got.token, "w1", Metrics(accuracy=accuracy_of(got), latency_ms=2.0),
                          lease_next=True)
     st = svc.status("exp")
     assert snapshot_problems(st) == []
@@ -329,7 +329,7 @@ def test_status_and_paging(svc: OrchestratorServiceImpl, clock: Clock) -> None:
 
 
 def test_restart_continues_exactly(sqlite_url: str, clock: Clock) -> None:
-    first = OrchestratorServiceImpl(db.open_store(sqlite_url), clock=clock)
+    first = OrchestratorService(db.open_store(sqlite_url), clock=clock)
     first.create_experiment(spec(evaluations=20))
     got: Any = lease(first)
     for _ in range(10):
@@ -338,7 +338,7 @@ def test_restart_continues_exactly(sqlite_url: str, clock: Clock) -> None:
     pop_before = population_seqs(first)
     first.store.close()
 
-    second = OrchestratorServiceImpl(db.open_store(sqlite_url), clock=clock)
+    second = OrchestratorService(db.open_store(sqlite_url), clock=clock)
     assert population_seqs(second) == pop_before
     assert second.get_experiment("exp").proposals == 12
     report(second, in_flight, "w2")  # the old lease is honoured
@@ -355,7 +355,7 @@ def test_restart_continues_exactly(sqlite_url: str, clock: Clock) -> None:
 def test_replay_detects_a_tampered_genome(sqlite_url: str) -> None:
     import sqlite3
 
-    svc = OrchestratorServiceImpl(db.open_store(sqlite_url))
+    svc = OrchestratorService(db.open_store(sqlite_url))
     svc.create_experiment(spec(evaluations=15))
     got: Any = lease(svc)
     while isinstance(got, Lease):

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+import spaces
 from cli.main import main
 from db import StoreError
-from genome import parse_genome
-from orchestrator.domain import ExperimentSpec, InvalidArgument, Lease, NotFound, ReportedMetrics, WorkerInfo
+from domain import ExperimentSpec, InvalidArgument, Lease, Metrics, NotFound, WorkerInfo
 from orchestrator.readmodel import ReadModel
-from orchestrator.service import OrchestratorServiceImpl, open_service
+from orchestrator.service import OrchestratorService, open_service
 from tables.nb201 import load_table
 from ui.schema import snapshot_problems
 
@@ -33,17 +33,17 @@ class Clock:
         return self.now
 
 
-def _metrics(genome: dict[str, Any]) -> ReportedMetrics:
+def _metrics(genome: dict[str, Any]) -> Metrics:
     global _TABLE
     _TABLE = _TABLE or load_table(None)
-    g = parse_genome(genome, "nb201")
+    g = spaces.parse_genome(genome, "nb201")
     # A made-up latency from the table's cost, so that the accuracy/latency front has something to show.
-    return ReportedMetrics(accuracy=_TABLE.get(g, "c10v_valid_acc_12ep") / 100.0,
+    return Metrics(accuracy=_TABLE.get(g, "c10v_valid_acc_12ep") / 100.0,
                            latency_ms=round(_TABLE.get(g, "est_cost_12ep_sec") / 100.0, 3))
 
 
 def build_experiment(url: str, name: str = "exp", evaluations: int = 80, seed: int = 5,
-                     clock: Clock | None = None, incidents: bool = True) -> OrchestratorServiceImpl:
+                     clock: Clock | None = None, incidents: bool = True) -> OrchestratorService:
     """Run an NB201 experiment to completion through the service with two workers; with ``incidents``,
     one lease expires (requeued), one is released, one evaluation fails for good. Returns the service
     (open: close its store)."""

@@ -18,10 +18,10 @@ from db.engine import make_engine
 from db.models import Base
 from db.schema import head_revision
 from db.sql import _HOT
+from domain import Lease, Metrics, NoWork, WorkerInfo
 from orchestrator.config import parse_spec
-from orchestrator.domain import Lease, NoWork, ReportedMetrics, WorkerInfo
 from orchestrator.replay import verify_experiment
-from orchestrator.service import OrchestratorServiceImpl
+from orchestrator.service import OrchestratorService
 
 
 def _diffs(url: str) -> list[Any]:
@@ -112,12 +112,12 @@ def test_postgresql_claims_skip_rows_locked_by_another_transaction(pg_url: str) 
 def test_two_service_processes_on_one_postgresql_database(pg_url: str) -> None:
     """Two services (as two server processes would) lease and report concurrently; the experiment lock
     keeps proposals and completions serial, so the result replays exactly and the population is right."""
-    services = [OrchestratorServiceImpl(db.open_store(pg_url)) for _ in range(2)]
+    services = [OrchestratorService(db.open_store(pg_url)) for _ in range(2)]
     services[0].create_experiment(parse_spec({"name": "pg", "space": "nb201", "population": 4, "sample": 2,
                                               "evaluations": 40, "seed": 9}))
     errors: list[BaseException] = []
 
-    def worker(svc: OrchestratorServiceImpl, wid: str) -> None:
+    def worker(svc: OrchestratorService, wid: str) -> None:
         try:
             got: Lease | NoWork | None = svc.lease(WorkerInfo(wid), "pg")
             while True:
@@ -128,7 +128,7 @@ def test_two_service_processes_on_one_postgresql_database(pg_url: str) -> None:
                     continue
                 assert isinstance(got, Lease)
                 acc = (int(got.genome["arch"].count("conv")) + got.proposal_seq % 3) / 10
-                got = svc.report(got.individual_id, got.token, wid, ReportedMetrics(accuracy=acc), lease_next=True)
+                got = svc.report(got.individual_id, got.token, wid, Metrics(accuracy=acc), lease_next=True)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -170,16 +170,16 @@ def test_migrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.postgres
 def test_service_survives_a_postgresql_restart(pg_server: Any, pg_url: str) -> None:
     """The restart helper chaos tests use: connections are cut, the next calls reconnect, nothing is lost."""
-    from orchestrator.domain import Unavailable
+    from domain import Unavailable
 
-    svc = OrchestratorServiceImpl(db.open_store(pg_url))
+    svc = OrchestratorService(db.open_store(pg_url))
     svc.create_experiment(parse_spec({"name": "r", "space": "nb201", "population": 2, "sample": 1, "evaluations": 3}))
     held = svc.lease(WorkerInfo("w"), "r")
     assert isinstance(held, Lease)
     pg_server.restart()
     for _ in range(3):  # pre-ping replaces dead pooled connections; at worst one call sees Unavailable
         try:
-            got = svc.report(held.individual_id, held.token, "w", ReportedMetrics(accuracy=0.5), lease_next=True)
+            got = svc.report(held.individual_id, held.token, "w", Metrics(accuracy=0.5), lease_next=True)
             break
         except Unavailable:
             continue

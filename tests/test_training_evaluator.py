@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from genome import get_space, parse_genome
+import spaces
 from tests.fixtures_data import write_cifar_archive
 from worker.evaluator import EvaluationFailed, Metrics, WorkItem
 from worker.evaluators import build_evaluator
@@ -48,7 +48,7 @@ def test_evaluate_trains_the_genome_and_reports_every_metric(data_dir: Path, tmp
     assert metrics.extra["steps"] == 3 * (512 // 32)
     from nets.build import model_stats
 
-    stats = model_stats(parse_genome(genome), 1, 8, image_size=16)
+    stats = model_stats(spaces.parse_genome(genome), 1, 8, image_size=16)
     assert (metrics.params, metrics.mult_adds) == (stats.params, stats.mult_adds)
     # The persistent compilation cache received the compiled steps (other workers on the host reuse them).
     assert any((tmp_path / "cache" / "jax").iterdir())
@@ -73,7 +73,7 @@ def test_bad_items_fail_with_the_reason(data_dir: Path, genome: dict[str, object
 def test_missing_dataset_is_fatal_not_a_failed_individual(tmp_path: Path) -> None:
     evaluator = TrainEvaluator(str(tmp_path / "empty"), cache_dir=tmp_path / "cache", compilation_cache=False,
                                download=False)
-    genome = get_space("nasnet").sample(random.Random(0)).to_json()
+    genome = spaces.get("nasnet").sample(random.Random(0)).to_json()
     with pytest.raises(DatasetUnavailable, match=r"put cifar-10-python\.tar\.gz"):
         evaluator.evaluate(item(genome, {"preset": "tiny"}), threading.Event())
 

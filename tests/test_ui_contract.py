@@ -7,8 +7,8 @@ import json
 from rich.console import Console
 
 from db.memory import MemoryStore
-from orchestrator.domain import ExperimentSpec, Lease, ReportedMetrics, WorkerInfo
-from orchestrator.service import OrchestratorServiceImpl
+from domain import ExperimentSpec, Lease, Metrics, WorkerInfo
+from orchestrator.service import OrchestratorService
 from ui.schema import snapshot_problems
 from ui.status import render_plain, render_status
 
@@ -29,7 +29,7 @@ def _render(doc: dict[str, object]) -> str:
 
 def test_service_status_conforms_and_renders_from_empty_to_done() -> None:
     clock = _Clock()
-    service = OrchestratorServiceImpl(MemoryStore(), clock=clock)
+    service = OrchestratorService(MemoryStore(), clock=clock)
     spec = ExperimentSpec(name="ui-contract", space="nb201", population_size=4, sample_size=2, evaluations=10, seed=7)
     service.create_experiment(spec)
 
@@ -45,7 +45,7 @@ def test_service_status_conforms_and_renders_from_empty_to_done() -> None:
         clock.now += 60.0
         # Accuracy rises with proposal number and latency falls every other one: a front of several points.
         service.report(lease.individual_id, lease.token, worker.worker_id,
-                       ReportedMetrics(accuracy=0.80 + 0.01 * i, latency_ms=5.0 - 0.5 * (i % 2) - 0.1 * i))
+                       Metrics(accuracy=0.80 + 0.01 * i, latency_ms=5.0 - 0.5 * (i % 2) - 0.1 * i))
         doc = json.loads(json.dumps(service.status("ui-contract")))
         assert snapshot_problems(doc) == [], (i, snapshot_problems(doc))
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from worker.client import NoWorkNow, WorkLease
 
-from orchestrator.domain import Experiment, ExperimentSpec, Individual, Lease, NoWork, ReportedMetrics, WorkerInfo
+from domain import Experiment, ExperimentSpec, Individual, Lease, Metrics, NoWork, WorkerInfo
 from protos import codec, generate
 from protos.amoeba.v1 import orchestrator_pb2 as pb
-from worker.client import NoWorkNow, WorkLease
 from worker.evaluator import Metrics
 
 
@@ -85,7 +85,7 @@ def test_no_work_and_worker_info_round_trip() -> None:
 )
 def test_metrics_keep_absent_optionals_absent(metrics: Metrics) -> None:
     wire = pb.Metrics.FromString(codec.encode_metrics(metrics).SerializeToString())
-    decoded = codec.decode_metrics(wire, ReportedMetrics)
+    decoded = codec.decode_metrics(wire, Metrics)
     for name in ("accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "fits_on_chip"):
         assert getattr(decoded, name) == getattr(metrics, name), name
 
@@ -115,7 +115,7 @@ def test_malformed_json_fields_are_wire_errors(field: str, text: str, message: s
 
 def test_nan_metrics_and_nameless_specs_are_wire_errors() -> None:
     with pytest.raises(codec.WireError, match="NaN"):
-        codec.decode_metrics(pb.Metrics(accuracy=math.nan), ReportedMetrics)
+        codec.decode_metrics(pb.Metrics(accuracy=math.nan), Metrics)
     with pytest.raises(codec.WireError, match="name"):
         codec.decode_spec(pb.ExperimentSpec(space="nb201"), ExperimentSpec)
     with pytest.raises(codec.WireError, match="worker_id"):

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from domain import FailedPrecondition
 from orchestrator.config import parse_spec
-from orchestrator.domain import FailedPrecondition
 from orchestrator.server import RunningServer, ServerConfig, start
-from orchestrator.service import OrchestratorServiceImpl, open_service
-from worker.client import OrchestratorClient
+from orchestrator.service import OrchestratorService, open_service
+from protos.client import OrchestratorClient
 from worker.evaluator import EvaluationFailed, Metrics, WorkItem
 from worker.loop import Backoff, ServerUnreachable, Worker, WorkerConfig
 from worker.table import TableEvaluator
@@ -26,7 +26,7 @@ from worker.table import TableEvaluator
 class Counting:
     """Wraps a service and counts the use cases called (to check round trips)."""
 
-    def __init__(self, inner: OrchestratorServiceImpl) -> None:
+    def __init__(self, inner: OrchestratorService) -> None:
         self.inner = inner
         self.calls: Counter[str] = Counter()
         self.refuse_reports = 0

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from genome import get_space
+import spaces
 from tables.nb201 import load_table
 from worker.evaluator import EvaluationCancelled, EvaluationFailed, WorkItem
 from worker.evaluators import UnknownEvaluator, build_evaluator
 from worker.table import TableEvaluator, parse_sleep
 
-GENOME = get_space("nb201").sample(__import__("random").Random(3))
+GENOME = spaces.get("nb201").sample(__import__("random").Random(3))
 
 
 def item(training: dict | None = None, space: str = "nb201", genome: dict | None = None) -> WorkItem:

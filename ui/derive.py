@@ -6,25 +6,7 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-
-def pareto_flags(points: Sequence[tuple[float, float]]) -> list[bool]:
-    """For (accuracy, latency_ms) points: True where no other point dominates (accuracy up, latency down).
-
-    A point is dominated when another is at least as accurate and at least as fast and strictly better
-    in one; equal points do not dominate each other, so duplicates on the front all stay on it.
-    """
-    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
-    flags = [False] * len(points)
-    best_acc = float("-inf")
-    best_at: tuple[float, float] | None = None
-    for i in order:
-        acc, lat = points[i]
-        if acc > best_acc:
-            flags[i] = True
-            best_acc, best_at = acc, (acc, lat)
-        elif best_at is not None and (acc, lat) == best_at:
-            flags[i] = True
-    return flags
+from evolution.objectives import pareto_flags
 
 
 def front_line(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -1,4 +1,4 @@
-"""The status document (``amoeba status --json``): its TypedDicts, its field table and a checker.
+"""The status document (``amoeba status --json``): its field table and a checker (types: ``domain.status``).
 
 The document is plain JSON so it can come from a server, a database or a replay at some event, and
 the same renderers draw it. ``FIELDS`` is the single source of the schema's documentation: ui/README.md
@@ -10,79 +10,17 @@ added, never renamed or removed.
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NotRequired, TypedDict
+from typing import Any
 
-SCHEMA_VERSION = 1
-
-
-class BestInfo(TypedDict):
-    fingerprint: str
-    accuracy: float | None
-    latency_ms: float | None
-    fitness: float
-    proposal_seq: int
-    summary: str
-
-
-class PopulationInfo(TypedDict):
-    size: int
-    best: float | None
-    median: float | None
-    worst: float | None
-    ages: list[int]
-    target_size: NotRequired[int]
-
-
-class ParetoPoint(TypedDict):
-    fingerprint: str
-    accuracy: float
-    latency_ms: float
-    on_front: bool
-
-
-class TopEntry(TypedDict):
-    proposal_seq: int
-    fingerprint: str
-    fitness: float
-    accuracy: float | None
-    latency_ms: float | None
-    summary: str
-    parent_seq: int | None
-    age: int
-
-
-class WorkerEntry(TypedDict):
-    worker_id: str
-    host: str
-    alive: bool
-    lease: int | None
-    last_heartbeat: float | None
-    evaluations: int
-
-
-class StatusSnapshot(TypedDict):
-    schema: int
-    experiment: str
-    state: str
-    completed: int
-    failed: int
-    rejected: int
-    target: int
-    evaluations_per_hour: float
-    eta_seconds: float | None
-    best: BestInfo | None
-    population: PopulationInfo
-    best_so_far: list[list[float]]
-    pareto: list[ParetoPoint]
-    top: list[TopEntry]
-    workers: list[WorkerEntry]
-    generated_at: NotRequired[float]
-    seq: NotRequired[int]
-    leased: NotRequired[int]
-    queued: NotRequired[int]
-    proposals: NotRequired[int]
-    space: NotRequired[str]
-    algorithm: NotRequired[str]
+from domain.status import (  # noqa: F401  (re-exported: the views' one import)
+    SCHEMA_VERSION,
+    BestInfo,
+    ParetoPoint,
+    PopulationInfo,
+    StatusSnapshot,
+    TopEntry,
+    WorkerEntry,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""TableEvaluator: evaluates NAS-Bench-201 genomes by looking them up in the shipped table (no training)."""
+"""TableEvaluator: evaluates genomes by looking them up in their space's tabular benchmark (no training)."""
 
 from __future__ import annotations
 
@@ -10,28 +10,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genome import GenomeError, NB201Genome, parse_genome
-from tables.nb201 import Table, TableError, load_table
-from worker.evaluator import EvaluationCancelled, EvaluationFailed, Metrics, WorkItem
-
-DEFAULT_COLUMN = "c10v_valid_acc_12ep"
-DEFAULT_COST_COLUMN = "est_cost_12ep_sec"
+import spaces
+from domain import Metrics
+from domain.errors import AmoebaError
+from tables.benchmark import TableBenchmark
+from worker.evaluator import EvaluationCancelled, EvaluationFailed
+from worker.trial import Trial
 
 
 @dataclass(frozen=True, slots=True)
 class TableSettings:
-    """The ``training.table`` object of an experiment: which columns to read and how long to pretend to train.
+    """The ``training.table`` object of an experiment: which columns to read (default: the benchmark's
+    protocol) and how long to pretend to train.
 
     ``sleep_s`` is a number or a ``[low, high]`` range; each evaluation sleeps a time drawn uniformly
     from it with the individual's seed, so a run's timing is as reproducible as its results.
     """
 
-    column: str = DEFAULT_COLUMN
-    cost_column: str = DEFAULT_COST_COLUMN
+    column: str
+    cost_column: str
     sleep_s: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
-    def from_training(cls, training: Mapping[str, Any], default_sleep: tuple[float, float] | None = None) -> TableSettings:
+    def from_training(cls, training: Mapping[str, Any], benchmark: TableBenchmark,
+                      default_sleep: tuple[float, float] | None = None) -> TableSettings:
         raw = training.get("table", {})
         if not isinstance(raw, Mapping):
             raise EvaluationFailed(f"training.table must be an object, got {type(raw).__name__}")
@@ -39,7 +41,8 @@ class TableSettings:
         if unknown:
             raise EvaluationFailed(f"training.table has unknown keys: {', '.join(sorted(unknown))}")
         sleep = parse_sleep(raw["sleep_s"]) if "sleep_s" in raw else (default_sleep or (0.0, 0.0))
-        return cls(str(raw.get("column", DEFAULT_COLUMN)), str(raw.get("cost_column", DEFAULT_COST_COLUMN)), sleep)
+        return cls(str(raw.get("column", benchmark.fitness_column)), str(raw.get("cost_column", benchmark.cost_column)),
+                   sleep)
 
 
 def parse_sleep(value: Any) -> tuple[float, float]:
@@ -56,34 +59,49 @@ def parse_sleep(value: Any) -> tuple[float, float]:
 
 
 class TableEvaluator:
-    """accuracy = table[column] / 100 (default ``c10v_valid_acc_12ep``); train_seconds = table[cost_column]."""
+    """accuracy = table[column] x the benchmark's scale; train_seconds = table[cost_column].
+
+    Works for every space with a tabular benchmark (``spaces.Space.table``); ``table`` overrides the
+    shipped table's file.
+    """
 
     name = "table"
 
-    def __init__(self, table: str | Path | Table | None = None, sleep_s: tuple[float, float] | None = None) -> None:
-        self._table = table if isinstance(table, Table) else load_table(table)
+    def __init__(self, table: str | Path | None = None, sleep_s: tuple[float, float] | None = None) -> None:
+        self._path = table
         self._sleep = sleep_s
+        self._tables: dict[str, tuple[TableBenchmark, Any]] = {}
+        self._lock = threading.Lock()
 
-    def evaluate(self, item: WorkItem, stop: threading.Event) -> Metrics:
-        if item.space != "nb201":
-            raise EvaluationFailed(f"the table evaluator only knows nb201 genomes, not {item.space!r}")
-        settings = TableSettings.from_training(item.training, self._sleep)
+    def table(self, space_name: str) -> tuple[TableBenchmark, Any]:
+        """The benchmark and loaded table of a space (loaded once); EvaluationFailed when it has none."""
+        with self._lock:
+            if space_name not in self._tables:
+                try:
+                    benchmark: TableBenchmark = spaces.get(space_name).load_table()
+                    self._tables[space_name] = (benchmark, benchmark.load(self._path))
+                except AmoebaError as exc:
+                    raise EvaluationFailed(f"the table evaluator cannot evaluate {space_name} genomes: {exc}") from None
+            return self._tables[space_name]
+
+    def evaluate(self, trial: Trial, stop: threading.Event) -> Metrics:
+        benchmark, table = self.table(trial.space)
+        settings = TableSettings.from_training(trial.training, benchmark, self._sleep)
         try:
-            genome = parse_genome(item.genome, "nb201")
-        except GenomeError as exc:
+            genome = trial.genome
+        except AmoebaError as exc:
             raise EvaluationFailed(f"bad genome: {exc}") from None
-        assert isinstance(genome, NB201Genome)
         try:
-            accuracy = self._table.get(genome, settings.column) / 100.0
-            cost = self._table.get(genome, settings.cost_column)
-        except TableError as exc:
+            accuracy = table.get(genome, settings.column) * benchmark.accuracy_scale
+            cost = table.get(genome, settings.cost_column)
+        except AmoebaError as exc:
             raise EvaluationFailed(str(exc)) from None
         if not (math.isfinite(accuracy) and 0.0 <= accuracy <= 1.0):
-            raise EvaluationFailed(f"table value {settings.column} of {genome.to_arch_str()} is not a percentage")
+            raise EvaluationFailed(f"table value {settings.column} of {genome.summary()} is not an accuracy")
         low, high = settings.sleep_s
         if high > 0:
             # Seeded per individual: a rerun of the same experiment pretends the same training times.
-            pause = random.Random(item.seed).uniform(low, high)
+            pause = random.Random(trial.seed).uniform(low, high)
             if stop.wait(pause):
-                raise EvaluationCancelled(f"stopped while evaluating individual {item.individual_id}")
+                raise EvaluationCancelled(f"stopped while evaluating individual {trial.individual_id}")
         return Metrics(accuracy=accuracy, train_seconds=cost if math.isfinite(cost) else 0.0)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import flax.linen as nn
 
+from domain.errors import AmoebaError
+
 
 @dataclass(frozen=True, slots=True)
 class ZooEntry:
@@ -18,7 +20,7 @@ class ZooEntry:
     published_mult_adds: float | None  # millions, where published
 
 
-class ZooError(ValueError):
+class ZooError(AmoebaError, ValueError):
     """An unknown reference-network name."""
 
 

@@ -1,7 +1,7 @@
 """Train one genome outside the orchestrator and print its metrics: ``python -m worker.training --json``.
 
 ``--json`` prints one object: ``genome`` (summary), ``fingerprint``, ``training`` (the resolved
-settings), ``accuracy``, ``params``, ``mult_adds``, ``latency_ms``, ``fits_on_chip``, ``train_seconds``,
+settings), ``accuracy``, ``params``, ``mult_adds``, ``train_seconds``,
 ``compile_seconds``, ``wall_seconds`` and ``extra`` (steps, final_loss, train_accuracy,
 images_per_second, stats_seconds). Errors are one line on stderr with exit status 2.
 """
@@ -19,23 +19,23 @@ from typing import Any
 
 
 def _genome(text: str, space: str, seed: int) -> Any:
-    from genome import get_space, load_named_genome, named_genomes, parse_genome
+    import spaces
 
     if text == "random":
-        return get_space(space).sample(random.Random(seed))
-    if text in named_genomes():
-        return load_named_genome(text)
+        return spaces.get(space).sample(random.Random(seed))
+    if text in spaces.named_genomes():
+        return spaces.named_genome(text)
     path = Path(text)
     if path.is_file():
-        return parse_genome(json.loads(path.read_text(encoding="utf-8")))
-    return parse_genome(text)
+        return spaces.parse_genome(json.loads(path.read_text(encoding="utf-8")))
+    return spaces.parse_genome(text)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.training", description=__doc__)
     parser.add_argument("--genome", default="random",
                         help="amoebanet-a, nasnet-a, a genome JSON file or string, or 'random' (default)")
-    parser.add_argument("--space", default="nasnet", choices=("nasnet", "nb201"), help="space of a random genome")
+    parser.add_argument("--space", default="nasnet", help="space of a random genome (a registered search space)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random genome and of training")
     parser.add_argument("--training", default='{"preset": "tiny"}', help="training settings as JSON")
     parser.add_argument("--data-dir", default=None, help="folder with cifar-10-python.tar.gz (or ImageNet folders)")
@@ -46,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     args = parser.parse_args(argv)
 
-    from genome import GenomeError
-    from worker.evaluator import EvaluationCancelled, EvaluationFailed, WorkItem
-    from worker.training.errors import DataError
+    from domain import Lease
+    from domain.errors import AmoebaError
+    from genome.base import canonical_json
+    from worker.evaluator import EvaluationCancelled
     from worker.training.evaluator import TrainEvaluator
-    from worker.training.presets import TrainingConfigError, resolve_training
+    from worker.training.presets import resolve_training
+    from worker.trial import Trial
 
     try:
         training = json.loads(args.training)
@@ -60,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         genome = _genome(args.genome, args.space, args.seed)
         evaluator = TrainEvaluator(args.data_dir, cache_dir=args.cache_dir,
                                    compilation_cache=not args.no_compilation_cache, download=not args.no_download)
-        item = WorkItem(experiment="cli", individual_id=0, proposal_seq=0, space=genome.space,
-                        genome=genome.to_json(), seed=args.seed, training=training)
+        trial = Trial(Lease(experiment="cli", individual_id=0, proposal_seq=0, token="", deadline=0.0, attempt=1,
+                            genome_json=canonical_json(genome.to_json()), space=genome.space, seed=args.seed,
+                            training=training))
         stop = threading.Event()
         start = time.perf_counter()
-        metrics = evaluator.evaluate(item, stop)
-    except (ValueError, GenomeError, TrainingConfigError, DataError, EvaluationFailed, OSError) as exc:
+        metrics = evaluator.evaluate(trial, stop)
+    except (ValueError, AmoebaError, OSError) as exc:
         print(f"python -m worker.training: error: {exc}", file=sys.stderr)
         return 2
     except (EvaluationCancelled, KeyboardInterrupt):
@@ -74,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "genome": genome.summary(), "fingerprint": genome.fingerprint, "training": resolved.to_json(),
         "accuracy": metrics.accuracy, "params": metrics.params, "mult_adds": metrics.mult_adds,
-        "latency_ms": metrics.latency_ms, "fits_on_chip": metrics.fits_on_chip,
         "train_seconds": metrics.train_seconds, "compile_seconds": metrics.compile_seconds,
         "wall_seconds": time.perf_counter() - start, "extra": metrics.extra,
     }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from domain.errors import AmoebaError
 
-class DataError(ValueError):
+
+class DataError(AmoebaError, ValueError):
     """The data on disk is unusable (corrupt archive, wrong shapes, labels out of range); the message says why."""
 
 

@@ -12,15 +12,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from genome import GenomeError, parse_genome
+from domain import Metrics
+from domain.errors import AmoebaError
 from genome.base import Genome
-from worker.evaluator import EvaluationFailed, Metrics, WorkItem
+from worker.evaluator import EvaluationFailed
 from worker.training.augment import CIFAR_MEAN, CIFAR_STD, resize_area
 from worker.training.data_cifar import CIFAR10_MD5, CIFAR10_URL, cache_root, load_cifar10, locate_cifar10
 from worker.training.datasets import ArrayData, TrainData
 from worker.training.errors import DataError, DatasetUnavailable
 from worker.training.loop import train_and_evaluate
 from worker.training.presets import DEFAULT_PRESET, TrainingConfig, TrainingConfigError, resolve_training
+from worker.trial import Trial
 
 _cache_configured: str | None = None
 
@@ -62,7 +64,8 @@ class TrainEvaluator:
     ``download`` (fetch CIFAR-10 when missing), ``cifar_url``/``cifar_md5`` (the download source;
     default ``$AMOEBA_CIFAR10_URL``/``$AMOEBA_CIFAR10_MD5`` or the official archive),
     ``progress`` (download progress bar), ``default_preset`` (when the experiment names none),
-    ``latency`` (also report the simulated Edge TPU latency), ``decode_workers`` (ImageNet).
+    ``decode_workers`` (ImageNet). The latency of a trained child is the one the orchestrator priced
+    for the objective's network when it proposed the child; this evaluator does not price it again.
 
     A missing dataset raises ``DatasetUnavailable`` (it ends the worker with a one-line message);
     everything the individual is to blame for, or that is specific to it, is ``EvaluationFailed``.
@@ -81,7 +84,6 @@ class TrainEvaluator:
         cifar_md5: str | None = None,
         progress: bool = True,
         default_preset: str = DEFAULT_PRESET,
-        latency: bool = True,
         decode_workers: int = 8,
     ) -> None:
         self.data_dir = data_dir
@@ -90,7 +92,6 @@ class TrainEvaluator:
         self.cifar_url = cifar_url or os.environ.get("AMOEBA_CIFAR10_URL") or CIFAR10_URL
         self.cifar_md5 = cifar_md5 or os.environ.get("AMOEBA_CIFAR10_MD5") or CIFAR10_MD5
         self.progress = progress
-        self.latency = latency
         self.decode_workers = decode_workers
         resolve_training({"preset": default_preset})  # fail at start-up, not per individual
         self.default_preset = default_preset
@@ -104,14 +105,14 @@ class TrainEvaluator:
 
     # --- the Evaluator protocol ---
 
-    def evaluate(self, item: WorkItem, stop: threading.Event) -> Metrics:
+    def evaluate(self, trial: Trial, stop: threading.Event) -> Metrics:
         try:
-            config = resolve_training(item.training, self.default_preset)
+            config = resolve_training(trial.training, self.default_preset)
         except TrainingConfigError as exc:
             raise EvaluationFailed(f"bad training settings: {exc}") from None
         try:
-            genome = parse_genome(item.genome, item.space)
-        except GenomeError as exc:
+            genome = trial.genome
+        except AmoebaError as exc:
             raise EvaluationFailed(f"bad genome: {exc}") from None
         try:
             data = self.dataset(config)
@@ -121,7 +122,7 @@ class TrainEvaluator:
             raise EvaluationFailed(f"bad data: {exc}") from None
         model = self._model(genome, config, data.num_classes)
         try:
-            result = train_and_evaluate(model, data, config, short_seed(item.seed), stop,
+            result = train_and_evaluate(model, data, config, short_seed(trial.seed), stop,
                                         tracing=lambda: _conv_impl(config.conv_impl))
         except DatasetUnavailable:
             raise
@@ -129,15 +130,12 @@ class TrainEvaluator:
             raise EvaluationFailed(f"bad data: {exc}") from None
         stats_start = time.perf_counter()
         mult_adds = self._mult_adds(genome, config, data.num_classes)
-        latency_ms, fits = self._latency(genome, config, data.num_classes)
         return Metrics(
             accuracy=result.accuracy,
-            latency_ms=latency_ms,
             params=result.params,
             mult_adds=mult_adds,
             train_seconds=result.train_seconds,
             compile_seconds=result.compile_seconds,
-            fits_on_chip=fits,
             extra={
                 "steps": float(result.steps),
                 "final_loss": result.final_loss,
@@ -191,7 +189,7 @@ class TrainEvaluator:
                                dataset=config.dataset, dropout=config.dropout,
                                dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
                                bn_momentum=config.bn_momentum)
-        except (ModelConfigError, GenomeError) as exc:
+        except (ModelConfigError, AmoebaError) as exc:
             raise EvaluationFailed(f"bad model settings: {exc}") from None
 
     def _mult_adds(self, genome: Genome, config: TrainingConfig, num_classes: int) -> int | None:
@@ -200,21 +198,9 @@ class TrainEvaluator:
             from nets.build import model_stats
 
             try:
-                stats = model_stats(genome, config.cells, config.filters, config.dataset,
+                stats = model_stats(genome, None, config.dataset, cells=config.cells, filters=config.filters,
                                     image_size=config.image_size, num_classes=num_classes)
             except ValueError:
                 return None  # the count is informative; the trained accuracy still stands
             self._stats[key] = (stats.params, stats.mult_adds)
         return self._stats[key][1]
-
-    def _latency(self, genome: Genome, config: TrainingConfig, num_classes: int) -> tuple[float | None, bool | None]:
-        if not self.latency:
-            return None, None
-        from latency.estimate import estimate_genome
-
-        try:
-            report = estimate_genome(genome, cells=config.cells, filters=config.filters,
-                                     input_size=config.image_size, num_classes=num_classes)
-        except ValueError:
-            return None, None  # a network the simulator cannot lower still has an accuracy worth reporting
-        return report.latency_ms, report.fits_on_chip

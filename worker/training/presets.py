@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from domain.errors import AmoebaError
+
 DATASETS = ("cifar10", "imagenet")
 DTYPES = ("float32", "bfloat16")
 CONV_IMPLS = ("auto", "xla", "fast")
 DEFAULT_PRESET = "amoebanet-search"
 
 
-class TrainingConfigError(ValueError):
+class TrainingConfigError(AmoebaError, ValueError):
     """The training settings are invalid; the message names the key and what is expected."""
 
 

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExperimentSpec(_message.Message):
-    __slots__ = ("name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation_json", "objective_json", "training_json", "lease_timeout_s", "max_attempts")
+    __slots__ = ("name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation_json", "objective_json", "training_json", "lease_timeout_s", "max_attempts", "algorithm_options_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     POPULATION_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class ExperimentSpec(_message.Message):
     TRAINING_JSON_FIELD_NUMBER: _ClassVar[int]
     LEASE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
     population_size: int
@@ -32,7 +33,8 @@ class ExperimentSpec(_message.Message):
     training_json: str
     lease_timeout_s: float
     max_attempts: int
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., population_size: _Optional[int] = ..., sample_size: _Optional[int] = ..., evaluations: _Optional[int] = ..., seed: _Optional[int] = ..., algorithm: _Optional[str] = ..., mutation_json: _Optional[str] = ..., objective_json: _Optional[str] = ..., training_json: _Optional[str] = ..., lease_timeout_s: _Optional[float] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+    algorithm_options_json: str
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., population_size: _Optional[int] = ..., sample_size: _Optional[int] = ..., evaluations: _Optional[int] = ..., seed: _Optional[int] = ..., algorithm: _Optional[str] = ..., mutation_json: _Optional[str] = ..., objective_json: _Optional[str] = ..., training_json: _Optional[str] = ..., lease_timeout_s: _Optional[float] = ..., max_attempts: _Optional[int] = ..., algorithm_options_json: _Optional[str] = ...) -> None: ...
 
 class Experiment(_message.Message):
     __slots__ = ("id", "spec", "state", "created_at", "proposals", "completed", "failed", "rejected")
@@ -65,7 +67,7 @@ class WorkerInfo(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., host: _Optional[str] = ..., evaluator: _Optional[str] = ...) -> None: ...
 
 class Work(_message.Message):
-    __slots__ = ("experiment", "individual_id", "proposal_seq", "token", "deadline", "attempt", "genome_json", "space", "seed", "training_json", "parent_seq", "mutation")
+    __slots__ = ("experiment", "individual_id", "proposal_seq", "token", "deadline", "attempt", "genome_json", "space", "seed", "training_json", "parent_seq", "mutation", "latency_ms", "fits_on_chip")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     INDIVIDUAL_ID_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +80,8 @@ class Work(_message.Message):
     TRAINING_JSON_FIELD_NUMBER: _ClassVar[int]
     PARENT_SEQ_FIELD_NUMBER: _ClassVar[int]
     MUTATION_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    FITS_ON_CHIP_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     individual_id: int
     proposal_seq: int
@@ -90,7 +94,9 @@ class Work(_message.Message):
     training_json: str
     parent_seq: int
     mutation: str
-    def __init__(self, experiment: _Optional[str] = ..., individual_id: _Optional[int] = ..., proposal_seq: _Optional[int] = ..., token: _Optional[str] = ..., deadline: _Optional[float] = ..., attempt: _Optional[int] = ..., genome_json: _Optional[str] = ..., space: _Optional[str] = ..., seed: _Optional[int] = ..., training_json: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ...) -> None: ...
+    latency_ms: float
+    fits_on_chip: bool
+    def __init__(self, experiment: _Optional[str] = ..., individual_id: _Optional[int] = ..., proposal_seq: _Optional[int] = ..., token: _Optional[str] = ..., deadline: _Optional[float] = ..., attempt: _Optional[int] = ..., genome_json: _Optional[str] = ..., space: _Optional[str] = ..., seed: _Optional[int] = ..., training_json: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ..., latency_ms: _Optional[float] = ..., fits_on_chip: _Optional[bool] = ...) -> None: ...
 
 class NoWork(_message.Message):
     __slots__ = ("done", "retry_after_s", "message")
