@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint unit install protos clean bench
+.PHONY: run test lint unit contract service grpc jax e2e chaos fast install protos clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-unit: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not postgres"
+# One tier at a time (markers in tests/conftest.py): make unit, make service, ... ; make fast = all but jax/e2e/chaos.
+unit contract service grpc jax e2e chaos: $(STAMP)
+	$(BIN)/python -m pytest -q -m $@
+
+fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not jax and not e2e and not chaos"
 
 protos: $(STAMP)
 	$(BIN)/python -m protos.generate

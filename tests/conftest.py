@@ -1,4 +1,5 @@
-"""Database fixtures: migrated SQLite files, and a throwaway PostgreSQL server the suite starts and stops."""
+"""The suite's tiers (each test module names exactly one with ``pytestmark``) and its database fixtures:
+migrated SQLite files, and a throwaway PostgreSQL server the suite starts and stops."""
 
 from __future__ import annotations
 
@@ -14,6 +15,24 @@ from itertools import count
 from pathlib import Path
 
 import pytest
+
+#: The tiers, cheapest first: ``make unit`` runs the first, ``make test`` all of them.
+TIERS = ("unit", "contract", "service", "grpc", "jax", "e2e", "chaos")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test module declares its tier; a module without one (or with two) is a collection error."""
+    seen: dict[str, list[str]] = {}
+    for item in items:
+        module = item.module.__name__ if item.module is not None else item.nodeid
+        if module not in seen:
+            marks = getattr(item.module, "pytestmark", [])
+            marks = marks if isinstance(marks, list) else [marks]
+            seen[module] = [m.name for m in marks if m.name in TIERS]
+    bad = {m: tiers for m, tiers in seen.items() if len(tiers) != 1}
+    if bad:
+        raise pytest.UsageError("every test module needs exactly one tier marker (pytestmark = pytest.mark.X, X in "
+                                f"{', '.join(TIERS)}): " + "; ".join(f"{m}: {t or 'none'}" for m, t in sorted(bad.items())))
 
 
 def _free_port() -> int:
