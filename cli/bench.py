@@ -4,7 +4,8 @@ One command per registered space with a tabular benchmark (``amoeba bench nb201`
 its defaults are the benchmark's published protocol (``tables.TableBenchmark``).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: the options of each command are built from its benchmark at
+# definition time, and Typer evaluates string annotations in module globals, where those names do not exist.
 
 import json
 import time

@@ -30,6 +30,7 @@ def server(
     max_message_mb: Annotated[float, typer.Option(help="largest request or response, in MiB")] = 4.0,
     threads: Annotated[int, typer.Option(help="threads running service calls (database transactions)")] = 4,
     grace: Annotated[float, typer.Option(help="seconds in-flight calls get to finish after SIGTERM")] = 10.0,
+    sweep_interval: Annotated[float, typer.Option(help="seconds between sweeps that requeue expired leases with no worker calling in (0: off)")] = 5.0,
     mode: Annotated[str, typer.Option(help="network side: sync (thread-pool server, default: measured faster) or aio (asyncio)")] = "sync",
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON line when listening (address, port, tls, auth)")] = False,
@@ -43,6 +44,8 @@ def server(
         raise UserError(f"--port must be 0..65535, got {port}")
     if threads < 1 or max_message_mb <= 0 or grace < 0:
         raise UserError("--threads must be >= 1, --max-message-mb > 0 and --grace >= 0")
+    if not 0 <= sweep_interval <= 86400:
+        raise UserError(f"--sweep-interval must be between 0 and 86400 seconds, got {sweep_interval}")
     if mode not in ("aio", "sync"):
         raise UserError(f"--mode must be aio or sync, got {mode!r}")
     level = getattr(logging, log_level.upper(), None)
@@ -62,7 +65,7 @@ def server(
         raise UserError(f"cannot open database {db_url}: {exc}") from None
     config = ServerConfig(
         host=host, port=port, token=blank_to_none(token), tls=tls, max_message_bytes=int(max_message_mb * 1024 * 1024),
-        handler_threads=threads, grace_s=grace, mode="aio" if mode == "aio" else "sync",
+        handler_threads=threads, grace_s=grace, mode="aio" if mode == "aio" else "sync", sweep_interval_s=sweep_interval,
     )
 
     def started(running: object) -> None:
