@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import shutil
 import sqlite3
 from pathlib import Path
@@ -18,8 +19,10 @@ from cli.main import main
 from db import open_store
 from genome.base import canonical_json
 from orchestrator.readmodel import ReadModel
-from tests.test_status_readmodel import Clock, _metrics, build_experiment
+from tests.builders import Clock, build_experiment, nb201_metrics
 from ui.schema import snapshot_problems
+
+pytestmark = pytest.mark.service
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -62,9 +65,9 @@ def _mutated_row(db: Path) -> tuple[int, str]:
 def test_verify_names_the_first_mismatch_and_exits_non_zero(copied: Path, capsys: pytest.CaptureFixture[str]) -> None:
     seq, genome_json = _mutated_row(copied)
     space = spaces.get("nb201")
-    genome = space.from_json(json.loads(genome_json))
+    genome = space.parse(json.loads(genome_json))
     # Another cell, with a consistent fingerprint: only re-deriving the proposal can tell.
-    other = next(g for g in (space.sample(__import__("random").Random(i)) for i in range(100)) if g != genome)
+    other = next(g for g in (space.sample(random.Random(i)) for i in range(100)) if g != genome)
     with sqlite3.connect(copied) as conn:
         conn.execute("UPDATE individuals SET genome_json = ?, fingerprint = ? WHERE proposal_seq = ?",
                      (canonical_json(other.to_json()), other.fingerprint, seq))
@@ -153,7 +156,7 @@ def test_fork_continues_from_an_event_with_other_settings_and_replays(
     service = OrchestratorService(open_store(f"sqlite:///{copied}"), clock=Clock(1_900_000_000.0))
     try:
         while isinstance(lease := service.lease(WorkerInfo("w"), "exp-p5"), Lease):
-            service.report(lease.individual_id, lease.token, "w", _metrics(lease.genome))
+            service.report(lease.individual_id, lease.token, "w", nb201_metrics(lease))
         assert service.get_experiment("exp-p5").completed == 35
     finally:
         service.store.close()

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
+import spaces
 from configs import ConfigError, load_config, shipped
 from domain import InvalidArgument
-from mutations import default_mutation_spec
 from orchestrator.config import load_spec_file, parse_spec, spec_from_json, spec_to_json
+
+pytestmark = pytest.mark.unit
 
 BASE: dict[str, Any] = {"name": "e1", "space": "nasnet", "population": 10, "sample": 3, "evaluations": 50}
 
@@ -18,7 +20,7 @@ BASE: dict[str, Any] = {"name": "e1", "space": "nasnet", "population": 10, "samp
 def test_minimal_config_gets_documented_defaults() -> None:
     spec = parse_spec(BASE)
     assert (spec.population_size, spec.sample_size, spec.evaluations, spec.seed, spec.algorithm) == (10, 3, 50, 0, "aging")
-    assert spec.mutation == default_mutation_spec("nasnet")
+    assert (spec.algorithm_options, spec.mutation) == ({}, spaces.get("nasnet").default_mutation)
     assert spec.objective == {"kind": "accuracy"}
     assert (spec.training, spec.lease_timeout_s, spec.max_attempts) == ({}, 60.0, 3)
     assert spec_from_json(spec_to_json(spec)) == spec
@@ -45,10 +47,13 @@ def test_yaml_and_json_files(tmp_path: Path) -> None:
         ({"population": 0}, "population_size must be between 1"),
         ({"sample": "3"}, "sample_size must be an integer"),
         ({"evaluations": True}, "evaluations must be an integer"),
-        ({"space": "resnet"}, "space must be nasnet or nb201"),
+        ({"space": "resnet"}, "unknown search space 'resnet'; expected one of nasnet, nb201"),
         ({"name": "has space"}, "experiment name must be"),
-        ({"algorithm": "greedy"}, "algorithm must be one of"),
-        ({"mutation": {"type": "edge_op"}}, "mutation: mutation 'edge_op' does not apply to space 'nasnet'"),
+        ({"algorithm": "greedy"}, "algorithm: unknown algorithm 'greedy'; expected one of aging, non-aging, random"),
+        # The space's registry holds only its own leaves: another space's leaf is unknown to it.
+        ({"mutation": {"type": "edge_op"}},
+         "mutation: unknown mutation type 'edge_op'; expected one of hidden_state, op, identity, choice, chain, "
+         "until_changed"),
         ({"objective": {"kind": "mnas"}}, "objective: the mnas objective needs a positive target_ms"),
         ({"training": [1]}, "training must be a mapping"),
         ({"lease_timeout_s": float("nan")}, "lease_timeout_s must be a number"),

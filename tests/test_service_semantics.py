@@ -1,19 +1,21 @@
-"""Service use cases on the in-memory fake and SQLite: leasing, evolution, expiry, bad reports, done, restart."""
+"""Service use cases on every backend (the in-memory fake, SQLite and PostgreSQL): leasing, evolution,
+expiry, bad reports, done, restart, replay."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import db
 from db import Store
+from db.engine import make_engine
 from domain import (
     AlreadyExists,
+    ExperimentSpec,
     FailedPrecondition,
     InvalidArgument,
     Lease,
@@ -22,48 +24,45 @@ from domain import (
     NoWork,
     WorkerInfo,
 )
-from orchestrator.config import parse_spec
 from orchestrator.replay import verify_experiment
 from orchestrator.service import OrchestratorService
+from tests import builders
+from tests.builders import Clock
 
+pytestmark = pytest.mark.service
 
-class Clock:
-    def __init__(self, t: float = 1_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+#: The experiment these tests run unless they say otherwise (config file keys).
+SETTINGS: dict[str, Any] = {"population": 5, "sample": 2, "evaluations": 30, "seed": 3, "lease_timeout_s": 10.0,
+                            "max_attempts": 2}
 
 
 def accuracy_of(lease: Lease) -> float:
     """A deterministic stand-in for training: a pseudo-accuracy from the genome's canonical JSON."""
-    digest = json.dumps(lease.genome, sort_keys=True)
+    digest = json.dumps(json.loads(lease.genome_json), sort_keys=True)
     return (sum(ord(c) * (i + 1) for i, c in enumerate(digest)) % 1000) / 1000.0
 
 
-def spec(name: str = "exp", **kw: Any) -> Any:
-    data: dict[str, Any] = {"name": name, "space": "nb201", "population": 5, "sample": 2, "evaluations": 30,
-                            "seed": 3, "lease_timeout_s": 10.0, "max_attempts": 2}
-    data.update(kw)
-    return parse_spec(data)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def svc_store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("sqlite_url")
-    store = db.open_store(url)
-    yield store
-    store.close()
+def spec(name: str = "exp", **kw: Any) -> ExperimentSpec:
+    return builders.spec(name, **{**SETTINGS, **kw})
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    """A clock that stands still until a test moves it (``clock.now += ...``)."""
+    return Clock(1_000_000.0, step=0.0)
 
 
 @pytest.fixture
-def svc(svc_store: Store, clock: Clock) -> OrchestratorService:
-    return OrchestratorService(svc_store, clock=clock)
+def svc(store: Store, clock: Clock) -> OrchestratorService:
+    """The service over each backend in turn (``store``/``store_url`` of tests/conftest.py)."""
+    return OrchestratorService(store, clock=clock)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def sql_url(request: pytest.FixtureRequest) -> str:
+    """A migrated SQL database (tests that edit rows behind the service's back with SQL)."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    return url
 
 
 W1, W2 = WorkerInfo("w1", "host-a", "table"), WorkerInfo("w2", "host-b", "table")
@@ -139,7 +138,7 @@ def test_out_of_order_completions_with_failures_and_expiry_replay_exactly(
         if roll < 0.1:
             svc.fail(le.individual_id, le.token, "w", "out of memory")
         elif roll < 0.15:
-            clock.t += 11.0  # every held lease expires; they come back with attempt + 1
+            clock.now += 11.0  # every held lease expires; they come back with attempt + 1
             held.clear()
         else:
             report(svc, le)
@@ -153,13 +152,13 @@ def test_out_of_order_completions_with_failures_and_expiry_replay_exactly(
 def test_lease_expiry_requeues_with_attempt_plus_one_then_fails(svc: OrchestratorService, clock: Clock) -> None:
     svc.create_experiment(spec(max_attempts=2))
     first = lease(svc, W1)
-    clock.t += 10.5
+    clock.now += 10.5
     again = lease(svc, W2)
     assert (again.individual_id, again.proposal_seq, again.attempt) == (first.individual_id, 0, 2)
-    assert again.token != first.token and again.genome == first.genome and again.seed == first.seed
+    assert again.token != first.token and again.genome_json == first.genome_json and again.seed == first.seed
     with pytest.raises(FailedPrecondition, match="no longer yours"):
         report(svc, first)
-    clock.t += 10.5
+    clock.now += 10.5
     third = lease(svc, W1)
     assert third.proposal_seq == 1  # proposal 0 used its 2 attempts
     (failed,) = svc.list_individuals("exp", 10, "", "failed").individuals
@@ -178,10 +177,10 @@ def test_heartbeat_extends_and_release_requeues_without_using_an_attempt(
 ) -> None:
     svc.create_experiment(spec())
     le = lease(svc)
-    clock.t += 8.0
+    clock.now += 8.0
     deadline = svc.heartbeat(le.individual_id, le.token, "w1")
-    assert deadline == clock.t + 10.0
-    clock.t += 8.0  # past the first deadline, within the extended one
+    assert deadline == clock.now + 10.0
+    clock.now += 8.0  # past the first deadline, within the extended one
     assert isinstance(lease(svc, W2), Lease)  # the sweep does not take it back
     svc.release(le.individual_id, le.token, "w1")
     back = lease(svc, W1)
@@ -241,7 +240,7 @@ def test_bad_reports_get_the_right_error_and_change_nothing(svc: OrchestratorSer
         with pytest.raises(error, match=text):
             call()
         assert snapshot(svc.store) == before, text
-    clock.t += 10.5  # past every deadline, before any sweep ran
+    clock.now += 10.5  # past every deadline, before any sweep ran
     with pytest.raises(FailedPrecondition, match="expired"):
         report(svc, expired, "w2")
     assert snapshot(svc.store) == before
@@ -304,7 +303,7 @@ def test_status_and_paging(svc: OrchestratorService, clock: Clock) -> None:
     assert snapshot_problems(svc.status("exp")) == []
     got: Any = lease(svc)
     for _ in range(8):
-        clock.t += 60.0
+        clock.now += 60.0
         got = svc.report(got.individual_id, got.token, "w1", Metrics(accuracy=accuracy_of(got), latency_ms=2.0),
                          lease_next=True)
     st = svc.status("exp")
@@ -328,47 +327,60 @@ def test_status_and_paging(svc: OrchestratorService, clock: Clock) -> None:
     assert [s for p in pages for s in p] == list(range(9))
 
 
-def test_restart_continues_exactly(sqlite_url: str, clock: Clock) -> None:
-    first = OrchestratorService(db.open_store(sqlite_url), clock=clock)
+def test_restart_continues_exactly(store_url: str, clock: Clock) -> None:
+    """A new service (a restarted server) over the same data continues where the first left off: on SQL
+    the store is closed and opened again; in memory the new service shares the store but none of the
+    first one's caches."""
+    store = db.open_store(store_url)
+    first = OrchestratorService(store, clock=clock)
     first.create_experiment(spec(evaluations=20))
     got: Any = lease(first)
     for _ in range(10):
         got = report(first, got, lease_next=True)
     in_flight = lease(first, W2)  # still valid when the "server" restarts
     pop_before = population_seqs(first)
-    first.store.close()
+    if store_url != db.MEMORY_URL:
+        store.close()
+        store = db.open_store(store_url)
 
-    second = OrchestratorService(db.open_store(sqlite_url), clock=clock)
-    assert population_seqs(second) == pop_before
-    assert second.get_experiment("exp").proposals == 12
-    report(second, in_flight, "w2")  # the old lease is honoured
-    nxt = lease(second)
-    assert nxt.proposal_seq == 12  # sequence numbers continue
-    while isinstance(nxt, Lease):
-        nxt = report(second, nxt, lease_next=True)
-    report(second, got)
-    assert second.get_experiment("exp").state == "done"
-    assert verify_experiment(second.store, "exp").ok
-    second.store.close()
+    second = OrchestratorService(store, clock=clock)
+    try:
+        assert population_seqs(second) == pop_before
+        assert second.get_experiment("exp").proposals == 12
+        report(second, in_flight, "w2")  # the old lease is honoured
+        nxt = lease(second)
+        assert nxt.proposal_seq == 12  # sequence numbers continue
+        while isinstance(nxt, Lease):
+            nxt = report(second, nxt, lease_next=True)
+        report(second, got)
+        assert second.get_experiment("exp").state == "done"
+        assert verify_experiment(second.store, "exp").ok
+    finally:
+        store.close()
 
 
-def test_replay_detects_a_tampered_genome(sqlite_url: str) -> None:
-    import sqlite3
+def test_replay_detects_a_tampered_genome(sql_url: str) -> None:
+    from sqlalchemy import text
 
-    svc = OrchestratorService(db.open_store(sqlite_url))
-    svc.create_experiment(spec(evaluations=15))
-    got: Any = lease(svc)
-    while isinstance(got, Lease):
-        got = report(svc, got, lease_next=True)
-    assert verify_experiment(svc.store, "exp").ok
-    path = sqlite_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        (genome,) = conn.execute("SELECT genome_json FROM individuals WHERE proposal_seq = 9").fetchone()
-        ops = json.loads(genome)["arch"]
-        tampered = ops.replace("none", "skip_connect", 1) if "none" in ops else ops.replace("skip_connect", "none", 1)
-        conn.execute("UPDATE individuals SET genome_json = ? WHERE proposal_seq = 9",
-                     (json.dumps({"arch": tampered, "space": "nb201"}, sort_keys=True, separators=(",", ":")),))
-    result = verify_experiment(svc.store, "exp")
-    assert not result.ok
-    assert any("proposal 9" in p for p in result.problems), result.problems
-    svc.store.close()
+    svc = OrchestratorService(db.open_store(sql_url))
+    try:
+        svc.create_experiment(spec(evaluations=15))
+        got: Any = lease(svc)
+        while isinstance(got, Lease):
+            got = report(svc, got, lease_next=True)
+        assert verify_experiment(svc.store, "exp").ok
+        engine = make_engine(sql_url)
+        try:
+            with engine.begin() as conn:
+                genome = conn.execute(text("SELECT genome_json FROM individuals WHERE proposal_seq = 9")).scalar_one()
+                ops = json.loads(genome)["arch"]
+                tampered = ops.replace("none", "skip_connect", 1) if "none" in ops else ops.replace("skip_connect", "none", 1)
+                conn.execute(text("UPDATE individuals SET genome_json = :g WHERE proposal_seq = 9"),
+                             {"g": json.dumps({"arch": tampered, "space": "nb201"}, sort_keys=True, separators=(",", ":"))})
+        finally:
+            engine.dispose()
+        result = verify_experiment(svc.store, "exp")
+        assert not result.ok
+        assert any("proposal 9" in p for p in result.problems), result.problems
+    finally:
+        svc.store.close()

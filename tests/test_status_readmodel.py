@@ -10,70 +10,15 @@ from typing import Any
 
 import pytest
 
-import spaces
 from cli.main import main
 from db import StoreError
-from domain import ExperimentSpec, InvalidArgument, Lease, Metrics, NotFound, WorkerInfo
+from domain import InvalidArgument, NotFound
 from orchestrator.readmodel import ReadModel
-from orchestrator.service import OrchestratorService, open_service
-from tables.nb201 import load_table
+from orchestrator.service import open_service
+from tests.builders import build_experiment
 from ui.schema import snapshot_problems
 
-_TABLE = None
-
-
-class Clock:
-    """A clock that moves on by ``step`` seconds at every reading: timestamps are distinct and reproducible."""
-
-    def __init__(self, start: float = 1_800_000_000.0, step: float = 0.25) -> None:
-        self.now, self.step = start, step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
-
-
-def _metrics(genome: dict[str, Any]) -> Metrics:
-    global _TABLE
-    _TABLE = _TABLE or load_table(None)
-    g = spaces.parse_genome(genome, "nb201")
-    # A made-up latency from the table's cost, so that the accuracy/latency front has something to show.
-    return Metrics(accuracy=_TABLE.get(g, "c10v_valid_acc_12ep") / 100.0,
-                           latency_ms=round(_TABLE.get(g, "est_cost_12ep_sec") / 100.0, 3))
-
-
-def build_experiment(url: str, name: str = "exp", evaluations: int = 80, seed: int = 5,
-                     clock: Clock | None = None, incidents: bool = True) -> OrchestratorService:
-    """Run an NB201 experiment to completion through the service with two workers; with ``incidents``,
-    one lease expires (requeued), one is released, one evaluation fails for good. Returns the service
-    (open: close its store)."""
-    clock = clock or Clock()
-    service = open_service(url, clock=clock)
-    service.create_experiment(ExperimentSpec(name=name, space="nb201", population_size=10, sample_size=3,
-                                             evaluations=evaluations, seed=seed, mutation={"type": "edge_op"},
-                                             lease_timeout_s=5.0))
-    workers = [WorkerInfo("w-a", "host-a", "table"), WorkerInfo("w-b", "host-b", "table")]
-    step = 0
-    while True:
-        worker = workers[step % 2]
-        lease = service.lease(worker, name)
-        if not isinstance(lease, Lease):
-            assert lease.done or step < 10_000
-            if lease.done:
-                return service
-            clock.now += 6.0  # the lost lease expires; the next call requeues it
-            continue
-        step += 1
-        if incidents and step == 15:
-            clock.now += 0.1  # w-a goes silent holding this lease
-            continue
-        if incidents and step == 20:
-            service.release(lease.individual_id, lease.token, worker.worker_id)
-            continue
-        if incidents and step == 25:
-            service.fail(lease.individual_id, lease.token, worker.worker_id, "out of memory")
-            continue
-        service.report(lease.individual_id, lease.token, worker.worker_id, _metrics(lease.genome))
+pytestmark = pytest.mark.service
 
 
 @pytest.fixture

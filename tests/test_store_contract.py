@@ -8,6 +8,8 @@ import pytest
 
 from db import DuplicateName, EventRecord, NewIndividual, Store
 
+pytestmark = pytest.mark.contract
+
 
 def new(exp_id: int, seq: int, state: str = "queued", **kw: object) -> NewIndividual:
     values: dict[str, object] = dict(
@@ -140,6 +142,46 @@ def test_queries_the_service_uses(store: Store) -> None:
         assert [i.proposal_seq for i in tx.individuals(exp.id, -1, 10, "completed")] == [5, 6, 7]
         empty = tx.add_experiment("c", "{}", 1, 0.0)
         assert tx.next_queued(empty.id) is None and tx.population(empty.id) == [] and tx.top(empty.id, 3) == []
+
+
+def test_priced_latency_is_stored_with_the_proposal(store: Store) -> None:
+    """NewIndividual carries the latency the service priced at proposal; a row without one keeps None."""
+    with store.transaction() as tx:
+        exp = tx.add_experiment("a", "{}", 1, 0.0)
+        priced = tx.add_individual(new(exp.id, 0, latency_ms=2.75, fits_on_chip=False))
+        fits = tx.add_individual(new(exp.id, 1, latency_ms=0.5, fits_on_chip=True))
+        unpriced = tx.add_individual(new(exp.id, 2))
+    with store.transaction() as tx:
+        got = [tx.individual(i) for i in (priced, fits, unpriced)]
+        assert [(g.latency_ms, g.fits_on_chip) for g in got if g is not None] == [(2.75, False), (0.5, True),
+                                                                                   (None, None)]
+        # A report with a measured latency replaces the priced one.
+        tx.update_individual(priced, {"latency_ms": 3.5, "fits_on_chip": True})
+    with store.transaction() as tx:
+        again = tx.individual(priced)
+        assert again is not None and (again.latency_ms, again.fits_on_chip) == (3.5, True)
+
+
+def test_completions_walk_the_rank_index_in_pages(store: Store) -> None:
+    with store.transaction() as tx:
+        exp = tx.add_experiment("a", "{}", 1, 0.0)
+        other = tx.add_experiment("b", "{}", 1, 0.0)
+        ids = [tx.add_individual(new(exp.id, seq, "completed")) for seq in range(6)]
+        tx.add_individual(new(exp.id, 6, "leased"))  # no rank: never a completion
+        # Completion order is not proposal order.
+        for rank, seq in enumerate([2, 0, 5, 1, 4, 3]):
+            tx.update_individual(ids[seq], {"completion_rank": rank, "fitness": 0.1 * seq})
+        o = tx.add_individual(new(other.id, 0, "completed"))
+        tx.update_individual(o, {"completion_rank": 0})
+    with store.transaction() as tx:
+        assert [i.proposal_seq for i in tx.completions(exp.id, 0, 100)] == [2, 0, 5, 1, 4, 3]
+        assert [i.completion_rank for i in tx.completions(exp.id, 0, 100)] == [0, 1, 2, 3, 4, 5]
+        assert [i.proposal_seq for i in tx.completions(exp.id, 0, 2)] == [2, 0]
+        assert [i.proposal_seq for i in tx.completions(exp.id, 2, 2)] == [5, 1]
+        assert [i.proposal_seq for i in tx.completions(exp.id, 4, 100)] == [4, 3]
+        assert tx.completions(exp.id, 6, 100) == []
+        assert [i.proposal_seq for i in tx.completions(other.id, 0, 100)] == [0]
+        assert tx.completions(exp.id, 0, 100)[0] == tx.by_completion_rank(exp.id, 0)
 
 
 def test_completion_rank_is_unique_per_experiment(store: Store) -> None:

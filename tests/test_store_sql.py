@@ -23,6 +23,7 @@ from orchestrator.config import parse_spec
 from orchestrator.replay import verify_experiment
 from orchestrator.service import OrchestratorService
 
+pytestmark = pytest.mark.contract
 
 def _diffs(url: str) -> list[Any]:
     engine = make_engine(url)
@@ -64,11 +65,12 @@ def test_hot_queries_use_their_partial_indexes(sqlite_url: str) -> None:
     """No query the service runs per call (or for status) may walk an experiment's history: each must
     search the small partial index made for it."""
     engine = make_engine(sqlite_url)
-    params = {"eid": 1, "now": 1.0, "limit": 5, "id": 1, "name": "x"}
+    params = {"eid": 1, "now": 1.0, "limit": 5, "id": 1, "name": "x", "rank": 3}
     expected = {
         _HOT[False]["overdue"]: "ix_individuals_leased",
         _HOT[False]["queued"]: "ix_individuals_queued",
         _HOT[False]["population"]: "ix_individuals_population",
+        _HOT[False]["completions"]: "ix_individuals_rank",
         _HOT[False]["ind_by_id"]: "INTEGER PRIMARY KEY",
         "SELECT count(*) FROM individuals WHERE experiment_id = :eid AND state = 'queued'": "ix_individuals_queued",
         "SELECT count(*) FROM individuals WHERE experiment_id = :eid AND state = 'leased'": "ix_individuals_leased",
@@ -127,7 +129,7 @@ def test_two_service_processes_on_one_postgresql_database(pg_url: str) -> None:
                     got = svc.lease(WorkerInfo(wid), "pg")
                     continue
                 assert isinstance(got, Lease)
-                acc = (int(got.genome["arch"].count("conv")) + got.proposal_seq % 3) / 10
+                acc = (int(json.loads(got.genome_json)["arch"].count("conv")) + got.proposal_seq % 3) / 10
                 got = svc.report(got.individual_id, got.token, wid, Metrics(accuracy=acc), lease_next=True)
         except BaseException as exc:  # surfaced below
             errors.append(exc)

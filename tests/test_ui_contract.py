@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from rich.console import Console
 
 from db.memory import MemoryStore
 from domain import ExperimentSpec, Lease, Metrics, WorkerInfo
 from orchestrator.service import OrchestratorService
+from tests.builders import Clock
 from ui.schema import snapshot_problems
 from ui.status import render_plain, render_status
 
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+pytestmark = pytest.mark.service
 
 
 def _render(doc: dict[str, object]) -> str:
@@ -28,7 +24,7 @@ def _render(doc: dict[str, object]) -> str:
 
 
 def test_service_status_conforms_and_renders_from_empty_to_done() -> None:
-    clock = _Clock()
+    clock = Clock(1_000_000.0, step=0.0)
     service = OrchestratorService(MemoryStore(), clock=clock)
     spec = ExperimentSpec(name="ui-contract", space="nb201", population_size=4, sample_size=2, evaluations=10, seed=7)
     service.create_experiment(spec)
