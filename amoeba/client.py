@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -77,8 +76,11 @@ class Client:
         config = WorkerConfig(experiment=experiment, max_evaluations=max_trials, worker_id=worker_id or "",
                               backoff=Backoff(give_up_after_s=give_up_after_s))
         loop = Worker(self._client, None, config, evaluator_name="python")
-        with contextlib.closing(loop.trials()) as trials:
+        trials = loop.trials()
+        try:
             yield from trials
+        finally:
+            trials.close()
 
     # --- lifetime ------------------------------------------------------------------------------------
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from genome import NASNET_OPS, Genome, NASNetGenome
 from genome.nasnet import CELL_KINDS, NUM_COMBINATIONS, NUM_INPUTS
-from mutations.base import Mutated, MutationError
+from mutations.base import Mutated, Mutation, MutationError
 
 
 def _require_nasnet(genome: Genome) -> NASNetGenome:
@@ -64,7 +65,7 @@ class OpMutation:
 
 
 #: The JSON leaf types of the NASNet space (``mutations.build_mutation`` resolves them).
-NASNET_MUTATIONS = {"hidden_state": HiddenStateMutation, "op": OpMutation}
+NASNET_MUTATIONS: dict[str, Callable[..., Mutation]] = {"hidden_state": HiddenStateMutation, "op": OpMutation}
 
 
 def nasnet_default_spec(identity_prob: float = 0.05) -> dict[str, Any]:

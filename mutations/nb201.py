@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from genome import NB201_OPS, Genome, NB201Genome
 from genome.nb201 import NB201_EDGES
-from mutations.base import Mutated, MutationError
+from mutations.base import Mutated, Mutation, MutationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,6 @@ class EdgeOpMutation:
 
 
 #: The JSON leaf types of the NAS-Bench-201 space.
-NB201_MUTATIONS = {"edge_op": EdgeOpMutation}
+NB201_MUTATIONS: dict[str, Callable[..., Mutation]] = {"edge_op": EdgeOpMutation}
 #: NAS-Bench-201's REA mutates exactly one edge op every time.
 NB201_DEFAULT_SPEC: dict[str, Any] = {"type": "edge_op"}

@@ -221,6 +221,7 @@ class RunningServer:
     def __init__(self, service: OrchestratorService, config: ServerConfig) -> None:
         self.config = config
         self._pool = ThreadPoolExecutor(max_workers=config.handler_threads, thread_name_prefix="amoeba-rpc")
+        self._server: Any = None  # grpc.Server or grpc.aio.Server, by mode
         self._stopped = threading.Event()
         self._sweep_stop = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -274,7 +275,7 @@ class RunningServer:
     # --- thread-pool server ---------------------------------------------------------------------------
 
     def _start_sync(self, servicer: OrchestratorServicer) -> None:
-        interceptors = [TokenAuthInterceptor(self.config.token)] if self.config.token else []
+        interceptors: list[grpc.ServerInterceptor] = [TokenAuthInterceptor(self.config.token)] if self.config.token else []
         self._server = grpc.server(self._pool, interceptors=interceptors, options=self.config.options())
         _add_orchestrator(servicer, self._server)
         self._health = health.HealthServicer()

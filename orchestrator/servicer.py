@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -19,6 +19,7 @@ from protos.amoeba.v1 import orchestrator_pb2_grpc as pb_grpc
 from protos.errors import status_for_error
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", pb.LeaseWorkResponse, pb.ReportResultResponse)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Orchestrator"].full_name  # "amoeba.v1.Orchestrator"
 
@@ -27,7 +28,7 @@ MAX_DETAILS = 1000
 MAX_PAGE_SIZE = 1000
 
 
-def _lease_into(response: Any, result: Lease | NoWork | None) -> Any:
+def _lease_into(response: R, result: Lease | NoWork | None) -> R:
     if isinstance(result, Lease):
         response.work.CopyFrom(codec.encode_work(result))
     elif isinstance(result, NoWork):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 
@@ -87,7 +87,7 @@ class OrchestratorClient:
             self._channel = grpc.secure_channel(address, creds, options=options)
         else:
             self._channel = grpc.insecure_channel(address, options=options)
-        self._stub = pb_grpc.OrchestratorStub(self._channel)
+        self._stub = pb_grpc.OrchestratorStub(self._channel)  # type: ignore[no-untyped-call]  # generated
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._timeout = rpc_timeout_s
         self.address = address
@@ -145,9 +145,9 @@ class OrchestratorClient:
                           lambda r: [codec.decode_experiment(m) for m in r.experiments])
 
     def status(self, experiment: str) -> StatusSnapshot:
-        doc: StatusSnapshot = self._call("GetStatus", pb.GetStatusRequest(experiment=experiment),
-                                         lambda r: codec.loads_object(r.status_json, "status_json"))
-        return doc
+        doc = self._call("GetStatus", pb.GetStatusRequest(experiment=experiment),
+                         lambda r: codec.loads_object(r.status_json, "status_json"))
+        return cast(StatusSnapshot, doc)
 
     def list_individuals(self, experiment: str, page_size: int = 0, page_token: str = "",
                          state: str | None = None) -> Page:

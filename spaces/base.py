@@ -79,7 +79,8 @@ class Space:
     # --- genomes -----------------------------------------------------------------------------------------
 
     def sample(self, rng: random.Random) -> Genome:
-        return self.codec.sample(rng)
+        genome: Genome = self.codec.sample(rng)
+        return genome
 
     def parse(self, data: Any) -> Genome:
         """A validated genome from JSON data, a JSON string, or the space's text form."""
@@ -88,7 +89,8 @@ class Space:
             if text.startswith("{"):
                 data = _json(text)
             elif self.text_form is not None:
-                return self.text_form(text)
+                parsed: Genome = self.text_form(text)
+                return parsed
         genome: Genome = self.codec.from_json(data)
         return genome
 
@@ -101,7 +103,8 @@ class Space:
         return self.codec.next_decision(prefix)
 
     def from_decisions(self, decisions: Sequence[int]) -> Genome:
-        return self.codec.from_decisions(decisions)
+        genome: Genome = self.codec.from_decisions(decisions)
+        return genome
 
     # --- mutations -----------------------------------------------------------------------------------
 
@@ -124,7 +127,7 @@ class Space:
 
     def estimate(self, genome: Genome, settings: LatencySettings, *, layers: bool = False) -> LatencyReport:
         """The simulated latency of ``genome``'s network; memoized (a child often repeats its parent's genome)."""
-        return _estimate(self, genome, settings, layers)
+        return _estimate(self, genome, settings, layers)  # type: ignore[arg-type]  # genomes are frozen values
 
     def price(self, genome: Genome, settings: LatencySettings) -> tuple[float, bool]:
         """(latency in ms, whether the parameters fit the on-chip cache) of ``genome`` under ``settings``."""

@@ -16,7 +16,8 @@ from typing import Any
 
 from rich.console import Console
 
-from ui.derive import best_so_far, pareto_flags
+from evolution.objectives import pareto_flags
+from ui.derive import best_so_far
 from ui.export import export_experiment
 from ui.status import render_plain, render_status
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ui.derive import best_so_far, front_line, pareto_flags
+from evolution.objectives import pareto_flags
+from ui.derive import best_so_far, front_line
 
 SIZE_INCHES = (8.0, 5.0)
 DPI = 100  # 800 x 500 pixels

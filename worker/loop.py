@@ -21,7 +21,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -231,7 +231,7 @@ class Worker:
         done = self.counts["evaluated"] + self.counts["failed"] + self.counts["dropped"]
         return limit is not None and done + ahead >= limit
 
-    def trials(self) -> Iterator[Trial]:
+    def trials(self) -> Generator[Trial, None, None]:
         """One Trial per lease until the work is done, ``max_evaluations`` is reached or a stop request.
 
         A trial the consumer leaves unsettled (an evaluation cancelled, an exception in its loop, a
