@@ -1,8 +1,8 @@
 """Does a latency objective steer the search? NB201 runs through the real service, accuracy alone vs latency-aware.
 
-Each run drives ``OrchestratorService`` in-process (lease -> table look-up -> report with the
-worker's latency estimate) on an in-memory store, so the proposals, rejections and population are the
-orchestrator's own. Prints JSON: per objective, the final population's median latency and accuracy,
+Each run drives ``OrchestratorService`` in-process (lease -> table look-up -> report the accuracy; the
+orchestrator priced each child's latency when it proposed it) on an in-memory store, so the proposals,
+rejections and population are the orchestrator's own. Prints JSON: per objective, the final population's median latency and accuracy,
 children rejected before training, and the best individual. Usage:
 
     .venv/bin/python benchmarks/latency_objective.py --evaluations 300 --seeds 3 --json
@@ -20,12 +20,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.domain import Lease, ReportedMetrics, WorkerInfo
-
+import spaces
 from db import open_store
-from genome import parse_genome
-from latency.settings import latency_of, resolve_settings
-from orchestrator.config import parse_spec
+from domain import Lease, Metrics, WorkerInfo
+from orchestrator.config import experiment_context, parse_spec
 from orchestrator.service import OrchestratorService
 from tables.nb201 import load_table
 
@@ -42,15 +40,17 @@ def run_one(objective: dict[str, Any], evaluations: int, population: int, sample
     spec = parse_spec({"name": "run", "space": "nb201", "population": population, "sample": sample,
                        "evaluations": evaluations, "seed": seed, "objective": objective})
     service.create_experiment(spec)
-    settings = resolve_settings("nb201")
+    space, _, _, settings = experiment_context(spec)
     worker = WorkerInfo("bench-worker")
     got: Any = service.lease(worker, "run")
     while isinstance(got, Lease):
-        genome = parse_genome(got.genome)
+        genome = space.parse(got.genome_json)
         accuracy = table.get(genome, "c10v_valid_acc_12ep") / 100.0  # type: ignore[arg-type]
-        latency_ms, fits = latency_of(genome, settings)
-        got = service.report(got.individual_id, got.token, worker.worker_id,
-                             ReportedMetrics(accuracy=accuracy, latency_ms=latency_ms, fits_on_chip=fits), lease_next=True)
+        # The orchestrator priced the child with the objective's latency settings when it proposed it.
+        if (got.latency_ms, got.fits_on_chip) != space.price(genome, settings):
+            raise AssertionError(f"lease {got.individual_id} carries another latency than the simulator's")
+        got = service.report(got.individual_id, got.token, worker.worker_id, Metrics(accuracy=accuracy),
+                             lease_next=True)
     exp = service.get_experiment("run")
     members = [i for i in service.list_individuals("run", 10_000, "", "completed").individuals if i.in_population]
     best = max(service.list_individuals("run", 10_000, "", "completed").individuals, key=lambda i: i.fitness or 0.0)
@@ -59,7 +59,8 @@ def run_one(objective: dict[str, Any], evaluations: int, population: int, sample
         "rejected_before_training": exp.rejected,
         "population_median_latency_ms": statistics.median(m.latency_ms or 0.0 for m in members),
         "population_median_accuracy": statistics.median(m.accuracy or 0.0 for m in members),
-        "best": {"arch": best.genome.get("arch"), "accuracy": best.accuracy, "latency_ms": best.latency_ms},
+        "best": {"arch": spaces.parse_genome(best.genome_json).to_json().get("arch"), "accuracy": best.accuracy,
+                 "latency_ms": best.latency_ms},
     }
 
 

@@ -59,6 +59,10 @@ def latency(
         raise UserError(f"--clock must be one of {', '.join(map(str, CLOCKS_MHZ))} MHz, got {clock}")
     if top < 0:
         raise UserError("--top must be 0 (all layers) or positive")
+    if cells is not None and cells < 1:
+        raise UserError(f"--cells: cells (N) must be at least 1, got {cells}")
+    if filters is not None and filters < 1:
+        raise UserError(f"--filters: filters (F) must be at least 1, got {filters}")
     if input_size is not None and input_size < 8:
         raise UserError(f"--input must be at least 8, got {input_size}")
     if classes is not None and classes < 1:

@@ -1,4 +1,5 @@
-"""Search spaces: sampling, validation messages, canonical JSON, fingerprints, named genomes, NB201 codec."""
+"""Search spaces: sampling, validation messages, canonical JSON, fingerprints, named genomes, NB201 codec,
+and the decision view of every registered space."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import json
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import spaces
-from genome import NASNET_OPS, GenomeError, NASNetGenome, NB201Genome, canonical_json
+from genome import NASNET_OPS, Cell, Decision, GenomeError, NASNetGenome, NB201Genome, canonical_json
 from genome.nb201 import parse_arch_str
 from tables.nb201 import default_table_path
+
+pytestmark = pytest.mark.unit
 
 NASNET = spaces.get("nasnet")
 NB201 = spaces.get("nb201")
@@ -96,7 +101,7 @@ def test_nb201_codec_round_trips_every_string_of_the_shipped_table() -> None:
     decoded = [parse_arch_str(s) for s in strings]
     assert [g.to_arch_str() for g in decoded] == strings
     assert len(set(decoded)) == 15625
-    assert set(decoded) == set(NB201.all_genomes())
+    assert set(decoded) == set(NB201.codec.all_genomes())
 
 
 @pytest.mark.parametrize(
@@ -121,3 +126,125 @@ def test_nb201_genome_json_and_fingerprint() -> None:
     assert spaces.parse_genome(g.to_arch_str()) == g
     other = NB201Genome(tuple(reversed(g.ops)))
     assert (g.fingerprint == other.fingerprint) == (g == other)
+
+
+# --- the decision view of every registered space ------------------------------------------------------
+
+SPACE_NAMES = spaces.names()
+seeds = st.integers(min_value=0, max_value=2**63)
+
+
+def test_the_builtin_spaces_are_registered() -> None:
+    assert {"nasnet", "nb201"} <= set(SPACE_NAMES)
+    assert [s.name for s in spaces.all_spaces()] == list(SPACE_NAMES)
+
+
+def _walk(space: spaces.Space, decisions: tuple[int, ...]) -> list[Decision]:
+    """The Decision in force at each position of ``decisions`` (checking each value is in range), and
+    that the sequence is complete."""
+    seen = []
+    for i, value in enumerate(decisions):
+        nxt = space.next_decision(decisions[:i])
+        assert isinstance(nxt, Decision), f"decision {i} of {space.name} has no Decision"
+        assert isinstance(nxt.kind, str) and nxt.kind
+        assert isinstance(nxt.choices, int) and nxt.choices >= 1
+        assert isinstance(value, int) and not isinstance(value, bool)
+        assert 0 <= value < nxt.choices
+        seen.append(nxt)
+    assert space.next_decision(decisions) is None
+    return seen
+
+
+@pytest.mark.parametrize("name", SPACE_NAMES)
+@settings(max_examples=300, deadline=None)
+@given(seed=seeds)
+def test_decisions_of_sampled_genomes_round_trip(name: str, seed: int) -> None:
+    space = spaces.get(name)
+    g = space.sample(random.Random(seed))
+    assert g.space == name
+    decisions = space.decisions(g)
+    assert isinstance(decisions, tuple)
+    assert decisions == space.codec.decisions(g)
+    _walk(space, decisions)
+    again = space.from_decisions(decisions)
+    assert again == g
+    assert again.fingerprint == g.fingerprint
+    assert space.codec.from_decisions(list(decisions)) == g
+
+
+def _draw_sequence(data: st.DataObject, space: spaces.Space) -> tuple[int, ...]:
+    """A random complete sequence, each choice drawn from what next_decision offers after the prefix."""
+    out: list[int] = []
+    while (nxt := space.next_decision(out)) is not None:
+        out.append(data.draw(st.integers(min_value=0, max_value=nxt.choices - 1)))
+        assert len(out) < 10_000, "the decision sequence never ends"
+    return tuple(out)
+
+
+@pytest.mark.parametrize("name", SPACE_NAMES)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_every_in_range_sequence_is_a_valid_genome_that_round_trips(name: str, data: st.DataObject) -> None:
+    space = spaces.get(name)
+    decisions = _draw_sequence(data, space)
+    g = space.from_decisions(decisions)
+    assert g.space == name
+    assert space.decisions(g) == decisions
+    # Valid: the genome survives its own JSON validation.
+    assert space.parse(canonical_json(g.to_json())) == g
+
+
+@pytest.mark.parametrize("name", SPACE_NAMES)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_out_of_range_and_incomplete_sequences_raise_genome_error(name: str, data: st.DataObject) -> None:
+    space = spaces.get(name)
+    decisions = list(_draw_sequence(data, space))
+    assert decisions, f"{name} has an empty decision sequence"
+    i = data.draw(st.integers(min_value=0, max_value=len(decisions) - 1), label="position")
+    nxt = space.next_decision(decisions[:i])
+    assert nxt is not None
+    too_big = data.draw(st.integers(min_value=nxt.choices, max_value=nxt.choices + 1000), label="too big")
+    for bad, message in ((too_big, "must be in 0.."), (-1, "must be in 0.."), (True, "must be in 0.."),
+                         (float(decisions[i]), "must be in 0.."), (str(decisions[i]), "must be in 0..")):
+        corrupted = [*decisions[:i], bad, *decisions[i + 1:]]
+        with pytest.raises(GenomeError, match=message) as raised:
+            space.from_decisions(corrupted)
+        assert f"decision {i} ({nxt.kind})" in str(raised.value)
+    with pytest.raises(GenomeError, match="incomplete after"):
+        space.from_decisions(decisions[:i])
+    with pytest.raises(GenomeError, match="1 decisions too many"):
+        space.from_decisions([*decisions, 0])
+
+
+def test_the_nasnet_decision_layout() -> None:
+    space = spaces.get("nasnet")
+    g = spaces.named_genome("nasnet-a")
+    decisions = space.decisions(g)
+    # 2 cells x 5 combinations x (left input, left op, right input, right op).
+    assert len(decisions) == 40
+    kinds = _walk(space, decisions)
+    assert [d.kind for d in kinds[:4]] == ["input", "op", "input", "op"]
+    # Combination k reads one of the 2 + k states made before it; every op slot offers the 8 ops.
+    assert [kinds[4 * k].choices for k in range(10)] == [2, 3, 4, 5, 6] * 2
+    assert {d.choices for d in kinds if d.kind == "op"} == {len(NASNET_OPS)}
+    c0 = g.normal.combinations[0]
+    assert decisions[:4] == (c0.left_input, NASNET_OPS.index(c0.left_op), c0.right_input,
+                             NASNET_OPS.index(c0.right_op))
+    # The reference genomes' extra outputs (a quirk of the published code) are not a choice: the decision
+    # view keeps the combinations and drops them.
+    amoeba = spaces.named_genome("amoebanet-a")
+    assert amoeba.normal.extra_outputs
+    plain = NASNetGenome(Cell(amoeba.normal.combinations), Cell(amoeba.reduction.combinations))
+    assert space.from_decisions(space.decisions(amoeba)) == plain
+
+
+def test_the_nb201_decision_layout() -> None:
+    space = spaces.get("nb201")
+    g = parse_arch_str("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|")
+    decisions = space.decisions(g)
+    # One op per edge, in the arch string's edge order, as an index into NB201_OPS.
+    assert decisions == (3, 0, 1, 4, 2, 0)
+    assert {(d.kind, d.choices) for d in _walk(space, decisions)} == {("op", 5)}
+    assert space.from_decisions(decisions) == g
+    assert len({space.from_decisions(space.decisions(x)) for x in NB201.codec.all_genomes()}) == 15625

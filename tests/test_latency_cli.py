@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import spaces
+
+pytestmark = pytest.mark.e2e
 
 
 def amoeba(*args: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +41,9 @@ def test_genome_json_schema_and_the_genome_path_never_imports_jax(tmp_path: Path
                 "fallback_ops", "clock_mhz", "breakdown_ms", "source"):
         assert key in doc
     assert doc["device"] == "usb3" and doc["source"]["cells"] == 2 and doc["source"]["space"] == "nasnet"
+    # --json names the whole network: the space's standard one with the given keys overridden.
+    assert doc["source"]["network"] == {**spaces.get("nasnet").network, "cells": 2, "filters": 8}
+    assert doc["source"]["filters"] == 8 and (doc["source"]["input"], doc["source"]["classes"]) == (32, 10)
     layer = doc["layers"][0]
     assert set(layer) >= {"name", "kind", "cycles", "utilization", "bytes_moved", "where"}
     assert doc["latency_ms"] > sum(x["ms"] for x in doc["layers"]) > 0
@@ -51,6 +58,26 @@ def test_model_path_and_table() -> None:
     assert nb.returncode == 0, nb.stderr
     source = json.loads(nb.stdout)["source"]
     assert source["space"] == "nb201" and (source["cells"], source["filters"]) == (5, 16)
+    assert source["network"] == {"cells": 5, "filters": 16, "input_size": 32, "num_classes": 10}
+
+
+def test_a_genome_defaults_to_its_space_standard_network() -> None:
+    # NASNet: the paper's search child N = 3, F = 24 (no longer 6 x 36); -N/-F pick others.
+    proc = amoeba("latency", "--genome", "amoebanet-a", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    standard = {"cells": 3, "filters": 24, "input_size": 32, "num_classes": 10, "dataset": None}
+    assert doc["source"]["network"] == standard == dict(spaces.get("nasnet").network)
+    assert (doc["source"]["cells"], doc["source"]["filters"], doc["source"]["input"]) == (3, 24, 32)
+    expected = spaces.get("nasnet").estimate(spaces.named_genome("amoebanet-a"),
+                                             spaces.get("nasnet").latency_settings(), layers=True)
+    assert doc["latency_ms"] == round(expected.latency_ms, 4)
+    assert len(doc["layers"]) == len(expected.layers)
+    wide = amoeba("latency", "--genome", "amoebanet-a", "-N", "6", "-F", "36", "--classes", "100", "--json")
+    assert wide.returncode == 0, wide.stderr
+    wide_doc = json.loads(wide.stdout)
+    assert wide_doc["source"]["network"] == {**standard, "cells": 6, "filters": 36, "num_classes": 100}
+    assert wide_doc["latency_ms"] > doc["latency_ms"]
 
 
 ERROR_CASES = [
@@ -60,6 +87,9 @@ ERROR_CASES = [
     (("--genome", "amoebanet-a", "--device", "usb4"), "unknown device"),
     (("--genome", "amoebanet-a", "--clock", "300"), "--clock"),
     (("--genome", "amoebanet-a", "--cells", "0"), "cells (N) must be at least 1"),
+    (("--genome", "amoebanet-a", "--filters", "0"), "filters (F) must be at least 1"),
+    (("--genome", "amoebanet-a", "--classes", "0"), "--classes must be at least 1"),
+    (("--genome", "amoebanet-a", "--input", "4"), "--input must be at least 8"),
     (("--genome", '{"space": "nasnet"}'), "missing the normal cell"),
     (("--genome", "amoebanet-a", "--top", "-1"), "--top"),
     (("--model", "resnet50"), "unknown model"),

@@ -9,15 +9,8 @@ import pytest
 
 import spaces
 from genome import NASNET_OPS
-from latency import (
-    NASNET_OP_LOWERING,
-    LatencyError,
-    LoweringError,
-    clear_cache,
-    estimate,
-    estimate_genome,
-    lower_genome,
-)
+from latency import LatencyError, LatencySettingsError, LoweringError, estimate, resolve_settings
+from latency.builder import check_args
 from latency.hardware import PARAM_CACHE_BYTES, PROFILES, utilization
 from latency.ir import (
     DENSE,
@@ -31,6 +24,18 @@ from latency.ir import (
     Layer,
     conv_layer,
 )
+from latency.nasnet import NASNET_OP_LOWERING, lower_nasnet
+from latency.nb201 import lower_nb201
+
+pytestmark = pytest.mark.unit
+
+NASNET = spaces.get("nasnet")
+NB201 = spaces.get("nb201")
+
+
+def lower_genome(genome, **network):
+    """The latency IR of ``genome``'s network: its space's standard network with ``network`` keys overridden."""
+    return spaces.get(genome.space).graph(genome, **network)
 
 
 def _dense_graph(features: int, inputs: int) -> Graph:
@@ -155,47 +160,116 @@ def test_nb201_lowering() -> None:
 
 
 def test_lowering_rejects_bad_arguments() -> None:
+    amoeba = spaces.named_genome("amoebanet-a")
     with pytest.raises(LoweringError, match="cells"):
-        lower_genome(spaces.named_genome("amoebanet-a"), cells=0, filters=8)
+        lower_nasnet(amoeba, cells=0, filters=8)
     with pytest.raises(LoweringError, match="num_classes"):
-        lower_genome(spaces.named_genome("amoebanet-a"), cells=1, filters=8, num_classes=0)
+        lower_nasnet(amoeba, cells=1, filters=8, num_classes=0)
+    with pytest.raises(LoweringError, match="input size"):
+        lower_nb201(NB201.sample(random.Random(0)), input_size=4)
+    with pytest.raises(LoweringError, match="filters"):
+        check_args(1, 0, 32, 10)
+    # Through a space, the network settings are checked before lowering, naming the key.
+    with pytest.raises(LatencySettingsError, match="latency cells must be an integer"):
+        lower_genome(amoeba, cells=0, filters=8)
+    with pytest.raises(LatencySettingsError, match="latency num_classes must be an integer"):
+        lower_genome(amoeba, cells=1, filters=8, num_classes=0)
+    with pytest.raises(LatencySettingsError, match="unknown latency setting 'depth'"):
+        lower_genome(amoeba, depth=3)
+    # A value the settings accept but the lowering refuses is a LoweringError.
+    with pytest.raises(LoweringError, match="input size"):
+        lower_genome(amoeba, input_size=4)
+    with pytest.raises(LoweringError, match="input size"):
+        NASNET.latency_settings({"input_size": 4})
+
+
+def test_latency_settings_resolve_the_standard_network() -> None:
+    assert dict(NASNET.network) == {"cells": 3, "filters": 24, "input_size": 32, "num_classes": 10, "dataset": None}
+    assert dict(NB201.network) == {"cells": 5, "filters": 16, "input_size": 32, "num_classes": 10}
+    standard = NASNET.latency_settings()
+    assert standard.network_dict() == dict(NASNET.network)
+    assert (standard.device, standard.clock_mhz) == ("usb3", None)
+    assert standard == resolve_settings(NASNET.network, None)
+    wide = NASNET.latency_settings({"filters": 36, "device": "usb2", "clock_mhz": 250, "dataset": "imagenet"})
+    assert wide.network_dict() == {**NASNET.network, "filters": 36, "dataset": "imagenet"}
+    assert (wide.device, wide.clock_mhz) == ("usb2", 250)
+    assert wide.to_json()["device"] == "usb2" and wide.to_json()["filters"] == 36
+    # Settings are hashable values (the estimate memo keys on them).
+    assert hash(wide) == hash(NASNET.latency_settings({"filters": 36, "device": "usb2", "clock_mhz": 250,
+                                                      "dataset": "imagenet"}))
+    for bad, message in (({"device": "usb4"}, "device must be one of"), ({"clock_mhz": 300}, "clock_mhz"),
+                         ({"filters": True}, "boolean"), ({"filters": 1.5}, "filters must be an integer"),
+                         ({"dataset": 3}, "dataset must be a string"), ({"cell": 3}, "unknown latency setting")):
+        with pytest.raises(LatencySettingsError, match=message):
+            NASNET.latency_settings(bad)
+    # An NB201 network has no dataset key.
+    with pytest.raises(LatencySettingsError, match="unknown latency setting 'dataset'"):
+        NB201.latency_settings({"dataset": "imagenet"})
+
+
+def test_space_graph_is_the_standard_network_with_overrides() -> None:
+    genome = spaces.named_genome("nasnet-a")
+    assert NASNET.graph(genome).layers == lower_nasnet(genome, cells=3, filters=24).layers
+    assert NASNET.graph(genome, cells=2, filters=8).layers == lower_nasnet(genome, cells=2, filters=8).layers
+    assert NASNET.graph(genome, input_size=64, dataset="imagenet").layers == lower_nasnet(
+        genome, cells=3, filters=24, input_size=64, stem="imagenet").layers
+    cell = NB201.sample(random.Random(4))
+    assert NB201.graph(cell).layers == lower_nb201(cell, cells=5, filters=16).layers
+    assert NB201.lower(cell, {"cells": 2, "filters": 8, "input_size": 32, "num_classes": 10}).layers == (
+        lower_nb201(cell, cells=2, filters=8).layers)
+    # price() is the (latency, fits on chip) of estimate().
+    settings = NB201.latency_settings()
+    report = NB201.estimate(cell, settings)
+    assert NB201.price(cell, settings) == (report.latency_ms, report.fits_on_chip)
+    assert report.latency_ms == pytest.approx(estimate(NB201.graph(cell)).latency_ms, rel=1e-12)
 
 
 def test_estimate_genome_is_cached_and_fast() -> None:
-    clear_cache()
+    spaces.clear_cache()
     space = spaces.get("nasnet")
     rng = random.Random(7)
     genomes = [space.sample(rng) for _ in range(10)]
+    settings = space.latency_settings({"cells": 3, "filters": 24})
     started = time.perf_counter()
-    reports = [estimate_genome(g, cells=3, filters=24) for g in genomes]
+    reports = [space.estimate(g, settings) for g in genomes]
     per_genome_ms = (time.perf_counter() - started) / len(genomes) * 1e3
     assert per_genome_ms < 50  # generous for a loaded CI machine; README has the measured figure
-    again = estimate_genome(genomes[0], cells=3, filters=24)
+    again = space.estimate(genomes[0], space.latency_settings({"cells": 3, "filters": 24}))
     assert again is reports[0]
-    assert estimate_genome(genomes[0], cells=3, filters=24, device="usb2") is not reports[0]
+    assert space.estimate(genomes[0], space.latency_settings({"device": "usb2"})) is not reports[0]
+    spaces.clear_cache()
+    assert space.estimate(genomes[0], settings) is not reports[0]
+    assert space.estimate(genomes[0], settings) == reports[0]
     assert all(r.latency_ms > 0 and r.fits_on_chip for r in reports)
     assert len({round(r.latency_ms, 6) for r in reports}) > 5  # genomes differ in latency
 
 
 def test_the_objective_path_equals_the_full_estimate() -> None:
-    # estimate_genome(layers=False) sums memoized per-cell totals with cell-level liveness; it must give
+    # space.estimate(layers=False) sums memoized per-cell totals with cell-level liveness; it must give
     # exactly what lowering every layer gives, dead cells included (a normal cell that never reads
     # state 0 leaves the cell before the last one dead).
-    clear_cache()
+    spaces.clear_cache()
     space = spaces.get("nasnet")
     rng = random.Random(11)
-    never_reads_0 = space.from_json({"normal": {"combinations": [[[1, "sep_conv_3x3"], [1, "identity"]]] * 5},
-                                     "reduction": spaces.named_genome("nasnet-a").to_json()["reduction"]})
+    never_reads_0 = space.parse({"normal": {"combinations": [[[1, "sep_conv_3x3"], [1, "identity"]]] * 5},
+                                 "reduction": spaces.named_genome("nasnet-a").to_json()["reduction"]})
     genomes = [never_reads_0, *(space.sample(rng) for _ in range(25)), spaces.named_genome("amoebanet-a")]
     for i, genome in enumerate(genomes):
         for cells, filters, size, dataset in ((1, 5, 32, None), (3, 12, 32, None), (1, 16, 64, "imagenet"))[: 3 if i < 4 else 1]:
-            fast = estimate_genome(genome, cells=cells, filters=filters, input_size=size, dataset=dataset,
-                                   device="usb2", clock_mhz=250, layers=False)
+            settings = space.latency_settings({"cells": cells, "filters": filters, "input_size": size,
+                                               "dataset": dataset, "device": "usb2", "clock_mhz": 250})
+            fast = space.estimate(genome, settings, layers=False)
             full = estimate(lower_genome(genome, cells=cells, filters=filters, input_size=size, dataset=dataset),
                             "usb2", 250)
             assert fast.layers == () and fast.fits_on_chip == full.fits_on_chip
             assert (fast.macs, fast.params, fast.on_chip_param_bytes) == (full.macs, full.params, full.on_chip_param_bytes)
             assert fast.latency_ms == pytest.approx(full.latency_ms, rel=1e-9)
     big = spaces.named_genome("amoebanet-a")  # 87 M parameters: streaming depends on layer order, full path
-    fast = estimate_genome(big, cells=6, filters=190, input_size=224, num_classes=1000, layers=False)
+    settings = space.latency_settings({"cells": 6, "filters": 190, "input_size": 224, "num_classes": 1000})
+    fast = space.estimate(big, settings, layers=False)
     assert not fast.fits_on_chip and fast.streamed_bytes > 0
+    assert fast.layers == ()
+    # layers=True gives the per-layer breakdown of the same estimate.
+    full = space.estimate(big, settings, layers=True)
+    assert len(full.layers) == len(space.graph(big, **settings.network_dict()).layers)
+    assert full.latency_ms == pytest.approx(fast.latency_ms, rel=1e-9)

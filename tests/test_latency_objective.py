@@ -14,6 +14,8 @@ from orchestrator.config import parse_spec
 from orchestrator.replay import verify_experiment
 from orchestrator.service import OrchestratorService
 
+pytestmark = pytest.mark.service
+
 _BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "latency_objective.py"
 _spec = importlib.util.spec_from_file_location("latency_objective_bench", _BENCH)
 assert _spec is not None and _spec.loader is not None

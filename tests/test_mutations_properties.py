@@ -12,18 +12,11 @@ from hypothesis import strategies as st
 
 import spaces
 from genome import NASNetGenome, NB201Genome, canonical_json
-from mutations import (
-    Chain,
-    Choice,
-    EdgeOpMutation,
-    HiddenStateMutation,
-    Identity,
-    MutationError,
-    OpMutation,
-    UntilChanged,
-    build_mutation,
-    default_mutation_spec,
-)
+from mutations import Chain, Choice, Identity, MutationError, UntilChanged, build_mutation
+from mutations.nasnet import NASNET_MUTATIONS, HiddenStateMutation, OpMutation
+from mutations.nb201 import NB201_MUTATIONS, EdgeOpMutation
+
+pytestmark = pytest.mark.unit
 
 NASNET = spaces.get("nasnet")
 NB201 = spaces.get("nb201")
@@ -72,7 +65,7 @@ def test_nb201_edge_op_mutation_changes_exactly_one_edge(genome_seed, mutation_s
 @settings(max_examples=500, deadline=None)
 @given(genome_seed=seeds, mutation_seed=seeds)
 def test_default_nasnet_mutation_is_identity_or_exactly_one_change(genome_seed, mutation_seed) -> None:
-    op = build_mutation(default_mutation_spec("nasnet"), "nasnet")
+    op = NASNET.build_mutation()
     parent = NASNET.sample(random.Random(genome_seed))
     result = op(parent, random.Random(mutation_seed))
     n = len(_differences(parent, result.genome))
@@ -81,7 +74,7 @@ def test_default_nasnet_mutation_is_identity_or_exactly_one_change(genome_seed, 
 
 
 def test_default_mix_is_five_percent_identity_rest_shared() -> None:
-    op = build_mutation(default_mutation_spec("nasnet"), "nasnet")
+    op = NASNET.build_mutation()
     parent = NASNET.sample(random.Random(0))
     rng = random.Random(42)
     counts = Counter(op(parent, rng).description.split(" ")[0] for _ in range(20000))
@@ -94,7 +87,7 @@ def test_mutations_keep_reference_extras_and_validity() -> None:
     parent = spaces.named_genome("amoebanet-a")
     rng = random.Random(5)
     for _ in range(300):
-        child = build_mutation(default_mutation_spec("nasnet"), "nasnet")(parent, rng).genome
+        child = NASNET.build_mutation()(parent, rng).genome
         assert isinstance(child, NASNetGenome)
         assert child.normal.extra_outputs == parent.normal.extra_outputs
         assert spaces.parse_genome(child.to_json()) == child
@@ -109,9 +102,9 @@ def test_specs_round_trip_and_combinators_compose() -> None:
             {"type": "hidden_state"},
         ],
     }
-    op = build_mutation(spec, "nasnet")
+    op = build_mutation(spec, NASNET.mutations)
     assert isinstance(op, Chain)
-    assert build_mutation(op.to_spec(), "nasnet") == op
+    assert build_mutation(op.to_spec(), NASNET.mutations) == op
     parent = NASNET.sample(random.Random(9))
     child = op(parent, random.Random(10)).genome
     assert 1 <= len(_differences(parent, child)) <= 2
@@ -124,20 +117,52 @@ def test_specs_round_trip_and_combinators_compose() -> None:
 @pytest.mark.parametrize(
     ("spec", "space", "message"),
     [
-        ({"type": "crossover"}, "nasnet", "unknown mutation type"),
-        ({"type": "edge_op"}, "nasnet", "does not apply"),
-        ({"type": "op"}, "nb201", "does not apply"),
+        ({"type": "crossover"}, "nasnet", "unknown mutation type 'crossover'"),
+        # A leaf of another space is unknown to this one: the message names the leaves that are.
+        ({"type": "edge_op"}, "nasnet", "unknown mutation type 'edge_op'; expected one of hidden_state, op, identity"),
+        ({"type": "op"}, "nb201", "unknown mutation type 'op'; expected one of edge_op, identity"),
+        ({"type": "hidden_state"}, "nb201", "unknown mutation type 'hidden_state'"),
+        ({"type": "choice", "options": [{"weight": 1, "op": {"type": "edge_op"}}]}, "nasnet", "'edge_op'"),
         ({"type": "choice", "options": []}, "nasnet", "non-empty"),
         ({"type": "choice", "options": [{"weight": -1, "op": {"type": "op"}}]}, "nasnet", "non-negative"),
         ({"type": "choice", "options": [{"weight": "x", "op": {"type": "op"}}]}, "nasnet", "must be a number"),
-        ({"type": "until_changed", "op": {"type": "op"}, "max_tries": 0}, "nasnet", "positive integer"),
-        ({"type": "op", "p": 1}, "nasnet", "takes no parameters"),
+        ({"type": "until_changed", "op": {"type": "op"}, "max_tries": 0}, "nasnet", "integer in 1..10000"),
+        ({"type": "until_changed", "op": {"type": "op"}, "max_tries": 10_001}, "nasnet", "integer in 1..10000"),
+        # A leaf's other keys are its constructor's keyword arguments: these leaves take none.
+        ({"type": "op", "p": 1}, "nasnet", "mutation 'op' does not take p"),
+        ({"type": "edge_op", "p": 1, "q": 2}, "nb201", "mutation 'edge_op' does not take p, q"),
+        ({"type": "identity", "p": 1}, "nasnet", "takes no parameters"),
         ("op", "nasnet", "must be an object"),
+        ({"op": "op"}, "nasnet", "must be an object with a 'type'"),
     ],
 )
 def test_bad_specs_are_rejected(spec, space, message) -> None:
     with pytest.raises(MutationError, match=message):
-        build_mutation(copy.deepcopy(spec), space)
+        build_mutation(copy.deepcopy(spec), spaces.get(space).mutations)
+    with pytest.raises(MutationError, match=message):
+        spaces.get(space).build_mutation(copy.deepcopy(spec))
+
+
+def test_hostile_nesting_is_refused() -> None:
+    spec: dict = {"type": "op"}
+    for _ in range(40):
+        spec = {"type": "chain", "steps": [spec]}
+    with pytest.raises(MutationError, match="nested more than 32"):
+        NASNET.build_mutation(spec)
+
+
+def test_space_leaves_and_default_mutations() -> None:
+    assert dict(NASNET.mutations) == NASNET_MUTATIONS == {"hidden_state": HiddenStateMutation, "op": OpMutation}
+    assert dict(NB201.mutations) == NB201_MUTATIONS == {"edge_op": EdgeOpMutation}
+    # None builds the space's default spec; the default spec builds the same operator.
+    assert NASNET.build_mutation() == build_mutation(dict(NASNET.default_mutation), NASNET.mutations)
+    assert NB201.build_mutation() == EdgeOpMutation()
+    assert NB201.default_mutation == {"type": "edge_op"}
+    assert NASNET.build_mutation().to_spec() == NASNET.default_mutation
+    # Building never changes the stored default spec.
+    before = copy.deepcopy(dict(NASNET.default_mutation))
+    NASNET.build_mutation()
+    assert dict(NASNET.default_mutation) == before
 
 
 def test_wrong_space_genome_is_rejected() -> None:
