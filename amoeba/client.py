@@ -49,6 +49,14 @@ class Client:
     def experiment(self, name: str) -> Experiment:
         return self._client.get_experiment(name)
 
+    def pause(self, name: str, reason: str = "") -> Experiment:
+        """Stop leasing new work of ``name`` (running leases finish); ``resume`` undoes it."""
+        return self._client.pause(name, reason)
+
+    def resume(self, name: str) -> Experiment:
+        """Lease work of a paused experiment again (after the cause of a circuit-breaker pause is fixed)."""
+        return self._client.resume(name)
+
     def status(self, name: str) -> StatusSnapshot:
         """The status document of an experiment (the README's schema: ``best``, ``population``, ``top``, ...)."""
         return self._client.status(name)

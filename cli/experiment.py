@@ -78,14 +78,17 @@ def experiment_json(exp: Any) -> dict[str, Any]:
         "name": s.name, "id": exp.id, "state": exp.state, "space": s.space, "algorithm": s.algorithm,
         "population_size": s.population_size, "sample_size": s.sample_size, "evaluations": s.evaluations,
         "seed": s.seed, "proposals": exp.proposals, "completed": exp.completed, "failed": exp.failed,
-        "rejected": exp.rejected, "created_at": exp.created_at, "spec": spec_to_dict(s),
+        "rejected": exp.rejected, "created_at": exp.created_at, "paused_reason": exp.paused_reason,
+        "spec": spec_to_dict(s),
     }
 
 
 def _line(exp: Any) -> str:
     s = exp.spec
-    return (f"{s.name}: {exp.state}, {s.space} {s.algorithm} P={s.population_size} S={s.sample_size}, "
-            f"{exp.completed}/{s.evaluations} completed, {exp.failed} failed, {exp.proposals} proposals")
+    line = (f"{s.name}: {exp.state}, {s.space} {s.algorithm} P={s.population_size} S={s.sample_size}, "
+            f"{exp.completed}/{s.evaluations} completed, {exp.failed} failed, {exp.rejected} rejected, "
+            f"{exp.proposals} proposals")
+    return line + (f" ({exp.paused_reason})" if exp.paused_reason else "")
 
 
 @experiment_app.command("create")
@@ -172,6 +175,49 @@ def show(
     if isinstance(best, dict):
         print(f"  best: fitness {best.get('fitness')} (proposal {best.get('proposal_seq')}) {best.get('summary', '')}")
     print(f"  training: {json.dumps(exp.spec.training, sort_keys=True)}")
+
+
+@experiment_app.command("pause")
+def pause(
+    name: Annotated[str, typer.Argument(help="experiment name")],
+    reason: Annotated[str, typer.Option(help="why (shown in status)")] = "",
+    server: ServerOpt = None,
+    db_url: DbOpt = None,
+    token: TokenOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    tls_server_name: TlsNameOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop leasing new work of a running experiment (leases out now finish as usual)."""
+    backend = _Backend(server, db_url, (token, tls_ca, tls_cert, tls_key, tls_server_name))
+    try:
+        exp = backend.call(lambda t: t.pause(name, reason))
+    finally:
+        backend.close()
+    print(json.dumps(experiment_json(exp), sort_keys=True) if as_json else f"paused {_line(exp)}")
+
+
+@experiment_app.command("resume")
+def resume(
+    name: Annotated[str, typer.Argument(help="experiment name")],
+    server: ServerOpt = None,
+    db_url: DbOpt = None,
+    token: TokenOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    tls_server_name: TlsNameOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Lease work of a paused experiment again (after fixing what made the circuit breaker pause it)."""
+    backend = _Backend(server, db_url, (token, tls_ca, tls_cert, tls_key, tls_server_name))
+    try:
+        exp = backend.call(lambda t: t.resume(name))
+    finally:
+        backend.close()
+    print(json.dumps(experiment_json(exp), sort_keys=True) if as_json else f"resumed {_line(exp)}")
 
 
 @experiment_app.command("fork")

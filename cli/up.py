@@ -310,6 +310,10 @@ def _existing_or_new(service: Any, spec: Any) -> tuple[Any, bool]:
         diff = ", ".join(f"{k} {stored[k]!r} -> {asked[k]!r}" for k in stored if stored[k] != asked[k])
         raise UserError(f"experiment {spec.name!r} exists with another config ({diff}); "
                         f"resume it with the same options, or pass --name NEW")
+    if exp.state == "paused":
+        # Running the command again after fixing the cause is how one resumes on one machine.
+        print(f"amoeba up: resuming {spec.name}, which was {exp.paused_reason}", file=sys.stderr, flush=True)
+        exp = service.resume(spec.name)
     return exp, True
 
 
@@ -464,9 +468,11 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
                       markup=False, highlight=False, soft_wrap=True)
 
         def stop(doc: Any) -> bool:
-            return finished(doc) or (pool is not None and pool.alive() == 0)
+            return finished(doc) or doc.get("state") == "paused" or (pool is not None and pool.alive() == 0)
 
         status = dict(follow(lambda: service.status(spec.name), console=console, interval=interval, stop=stop))
+        if status.get("state") == "paused":
+            raise UserError(f"{spec.name} {status['paused_reason']} (then run the same `amoeba up` again)")
         if not finished(status):
             assert pool is not None
             raise UserError(f"every worker exited before {spec.name} finished "

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 def _sleep_range(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
-    from worker.table import parse_sleep
+    from tables.benchmark import parse_sleep
 
     parts = [p.strip() for p in text.split(",")]
     try:

@@ -44,6 +44,11 @@ class ExperimentRow(Base):
     event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     best_individual_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     best_fitness: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The circuit breaker: failures and rejections since the last completion, the latest one's reason, and
+    # why the experiment is paused (revision 0002).
+    paused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_failure: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class IndividualRow(Base):

@@ -59,6 +59,9 @@ class ExperimentRecord:
     event_seq: int
     best_individual_id: int | None
     best_fitness: float | None
+    paused_reason: str | None = None
+    consecutive_failures: int = 0
+    last_failure: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +151,8 @@ INDIVIDUAL_MUTABLE = frozenset(
 )
 #: Columns ``update_experiment`` may change.
 EXPERIMENT_MUTABLE = frozenset(
-    {"state", "updated_at", "proposals", "completed", "failed", "rejected", "event_seq", "best_individual_id", "best_fitness"}
+    {"state", "updated_at", "proposals", "completed", "failed", "rejected", "event_seq", "best_individual_id", "best_fitness",
+     "paused_reason", "consecutive_failures", "last_failure"}
 )
 
 

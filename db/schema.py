@@ -50,7 +50,12 @@ def current_revision(url_or_engine: str | Engine) -> str | None:
 
 
 def upgrade(url: str) -> str:
-    """Upgrade the database to head (idempotent); return the revision it is at."""
+    """Upgrade the database to head (idempotent); return the revision it is at. A database a newer Amoeba
+    migrated further is refused (SchemaOutOfDate) and left as it is."""
+    current = current_revision(url)
+    if current is not None and not is_known(current):
+        raise SchemaOutOfDate(f"database is at schema revision {current}, newer than this version of Amoeba knows "
+                              f"(it ends at {head_revision()}): upgrade Amoeba to open it")
     try:
         command.upgrade(alembic_config(url), "head")
     except OperationalError as exc:
@@ -66,6 +71,15 @@ def check_schema(url_or_engine: str | Engine) -> str:
     head = head_revision()
     if current != head:
         url = url_or_engine if isinstance(url_or_engine, str) else url_or_engine.url.render_as_string(hide_password=True)
+        if current is not None and not is_known(current):
+            raise SchemaOutOfDate(f"database {url} is at schema revision {current}, newer than this version of Amoeba "
+                                  f"knows (it ends at {head}): upgrade Amoeba to open it")
         at = "empty (no schema)" if current is None else f"at revision {current}"
         raise SchemaOutOfDate(f"database {at}, this version needs {head}: run `amoeba migrate --db {url}` first")
     return head
+
+
+def is_known(revision: str) -> bool:
+    """Whether this version's migrations know ``revision`` (a newer Amoeba may have written a later one)."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return any(r.revision == revision for r in script.walk_revisions())

@@ -180,6 +180,7 @@ class SqlTx:
         values: dict[str, Any] = dict(
             name=name, config_json=config_json, seed=seed, state="running", created_at=now, updated_at=now,
             proposals=0, completed=0, failed=0, rejected=0, event_seq=0, best_individual_id=None, best_fitness=None,
+            paused_reason=None, consecutive_failures=0, last_failure=None,
         )
         try:
             new_id = self._c.execute(insert(ExperimentRow).values(**values).returning(E.c.id)).scalar_one()

@@ -79,3 +79,6 @@ class StatusSnapshot(TypedDict):
     proposals: NotRequired[int]
     space: NotRequired[str]
     algorithm: NotRequired[str]
+    paused_reason: NotRequired[str | None]
+    last_failure: NotRequired[str | None]
+    consecutive_failures: NotRequired[int]

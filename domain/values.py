@@ -59,6 +59,8 @@ class ExperimentSpec:
     training: dict[str, Any] = field(default_factory=dict)
     lease_timeout_s: float = 60.0
     max_attempts: int = 3
+    #: The circuit breaker: pause after this many failures or rejections in a row without a completion (0: never).
+    max_consecutive_failures: int = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class Experiment:
     completed: int
     failed: int
     rejected: int = 0
+    paused_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ _ALIASES = {"population": "population_size", "sample": "sample_size", "P": "popu
             "C": "evaluations"}
 _FIELDS = (
     "name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "algorithm_options",
-    "mutation", "objective", "training", "lease_timeout_s", "max_attempts",
+    "mutation", "objective", "training", "lease_timeout_s", "max_attempts", "max_consecutive_failures",
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 #: Seeds are stored in a signed 64-bit column.
@@ -106,12 +106,15 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
     if not isinstance(training, dict):
         raise InvalidArgument(f"training must be a mapping, got {training!r}")
     training = _plain_json("training", training)
+    if "table" in training:
+        _check_table(space, training)
     timeout = values.get("lease_timeout_s", 60.0)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout):
         raise InvalidArgument(f"lease_timeout_s must be a number, got {timeout!r}")
     if not 0.01 <= timeout <= 7 * 86400:
         raise InvalidArgument(f"lease_timeout_s must be between 0.01 and 604800 seconds, got {timeout}")
     attempts = _int(values, "max_attempts", 1, 1000) if "max_attempts" in values else 3
+    breaker = _int(values, "max_consecutive_failures", 0, 1_000_000) if "max_consecutive_failures" in values else 25
     return ExperimentSpec(
         name=exp_name,
         space=space.name,
@@ -126,7 +129,22 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         training=training,
         lease_timeout_s=float(timeout),
         max_attempts=attempts,
+        max_consecutive_failures=breaker,
     )
+
+
+def _check_table(space: Space, training: dict[str, Any]) -> None:
+    """``training.table`` names the columns the table evaluator reads: refuse, at create time, a space without
+    a tabular benchmark or a column the table does not have (every individual would fail)."""
+    from tables.benchmark import TableSettings
+
+    if space.table is None:
+        raise InvalidArgument(f"training.table: the {space.name} space has no tabular benchmark for the table evaluator")
+    try:
+        benchmark = space.load_table()
+        TableSettings.from_training(training, benchmark).check(benchmark.load(None), benchmark)
+    except AmoebaError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def _algorithm(value: Any, options: Any) -> tuple[str, dict[str, Any]]:

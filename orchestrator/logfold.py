@@ -61,6 +61,9 @@ class LogFold:
     open_state: dict[int, str] = field(default_factory=dict)
     workers: dict[str, _WorkerSeen] = field(default_factory=dict)
     fingerprints: dict[int, str] = field(default_factory=dict)
+    paused_reason: str | None = None
+    last_failure: str | None = None
+    consecutive_failures: int = 0
     _algorithm: Any = None
     _space: Any = None
     _algo_state: Any = None
@@ -108,9 +111,9 @@ class LogFold:
         if isinstance(payload, ev.ExperimentDone):
             self.state = ExperimentState.DONE
         elif isinstance(payload, ev.Paused):
-            self.state = ExperimentState.PAUSED
+            self.state, self.paused_reason = ExperimentState.PAUSED, payload.reason
         elif isinstance(payload, ev.Resumed):
-            self.state = ExperimentState.RUNNING
+            self.state, self.paused_reason, self.consecutive_failures = ExperimentState.RUNNING, None, 0
         if seq is None:
             return
         if isinstance(payload, ev.Proposed):
@@ -146,10 +149,14 @@ class LogFold:
             self.open_state.pop(seq, None)
         if isinstance(payload, ev.Completed):
             self._complete(seq, self._parsed[seq], payload.fitness, payload.accuracy, payload.latency_ms, e.at)
-        elif isinstance(payload, ev.Failed):
-            self.failed += 1
-        elif isinstance(payload, ev.Rejected):
-            self.rejected += 1
+            self.consecutive_failures = 0
+        elif isinstance(payload, ev.Failed | ev.Rejected):
+            if isinstance(payload, ev.Failed):
+                self.failed += 1
+            else:
+                self.rejected += 1
+            self.consecutive_failures += 1
+            self.last_failure = payload.reason
 
     def top(self, k: int) -> list[_Done]:
         return sorted(self.done, key=lambda d: (-d.fitness, d.seq))[:k]
@@ -186,6 +193,7 @@ class LogFold:
             best_so_far=self.best_so_far,
             workers=[WorkerView(w, hosts.get(w, ""), self.at - seen.last_seen <= spec.lease_timeout_s, seen.lease,
                                 seen.last_seen, seen.evaluations) for w, seen in sorted(self.workers.items())],
-            generated_at=self.at, seq=self.seq,
+            generated_at=self.at, seq=self.seq, paused_reason=self.paused_reason, last_failure=self.last_failure,
+            consecutive_failures=self.consecutive_failures,
             front=[entry(d, summary=False) for d in self.done if d.accuracy is not None and d.latency_ms is not None],
         )

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from db.repository import (
@@ -31,6 +31,7 @@ from domain import (
     Experiment,
     ExperimentSpec,
     ExperimentState,
+    FailedPrecondition,
     Individual,
     IndividualState,
     InvalidArgument,
@@ -233,6 +234,7 @@ class OrchestratorService:
         return Experiment(
             id=exp.id, spec=self._context(exp).spec, state=exp.state, created_at=exp.created_at,
             proposals=exp.proposals, completed=exp.completed, failed=exp.failed, rejected=exp.rejected,
+            paused_reason=exp.paused_reason,
         )
 
     def _lease_value(self, ctx: _Context, exp: ExperimentRecord, ind_id: int, seq: int, genome_json: str, token: str,
@@ -372,6 +374,10 @@ class OrchestratorService:
             batch.bump("rejected")
             batch.event(ev.Proposed(fingerprint, proposal.parent_seq, proposal.mutation), now, rejected_id, seq)
             batch.event(ev.Rejected(reason, latency_ms, before_training=True), now, rejected_id, seq)
+            self._setback(batch, ctx, reason, now)
+            if batch.get("state") != ExperimentState.RUNNING:
+                self._remember(exp.id, _Snapshot(snap.completed, int(batch.get("proposals")), snap.state, snap.ids))
+                return NoWork(False, self._retry_after_s, str(batch.get("paused_reason")))
         else:
             self._remember(exp.id, _Snapshot(snap.completed, int(batch.get("proposals")), snap.state, snap.ids))
             return NoWork(False, self._retry_after_s,
@@ -403,6 +409,18 @@ class OrchestratorService:
                 batch.event(ev.Killed(seq), now, ind_id, member.seq)
         return _Snapshot(snap.completed, snap.proposals, state, ids)
 
+    def _setback(self, batch: _Batch, ctx: _Context, reason: str, now: float) -> None:
+        """Count a failure or rejection toward the circuit breaker; past the experiment's limit of them in a
+        row without a completion, pause it (no more work is leased until someone resumes it)."""
+        failures = batch.bump("consecutive_failures")
+        batch.changes["last_failure"] = reason[:rules.MAX_REASON]
+        limit = ctx.spec.max_consecutive_failures
+        if limit and failures >= limit and batch.get("state") == ExperimentState.RUNNING:
+            why = (f"paused after {failures} failures or rejections in a row without a completion; the last: "
+                   f"{reason[:500]}; fix the cause, then `amoeba experiment resume {batch.exp.name}`")
+            batch.changes.update(state=ExperimentState.PAUSED, paused_reason=why)
+            batch.event(ev.Paused(why), now)
+
     def _expire(self, tx: StoreTx, batch: _Batch, ctx: _Context, now: float) -> int:
         """Requeue (or, after the last attempt, fail) this experiment's overdue leases; how many there were."""
         overdue = tx.overdue_leases(batch.exp.id, now, EXPIRY_BATCH)
@@ -414,6 +432,7 @@ class OrchestratorService:
                 batch.bump("failed")
                 batch.event(ev.Expired(ind.attempts, requeued=False), now, ind.id, ind.proposal_seq)
                 batch.event(ev.Failed(reason), now, ind.id, ind.proposal_seq)
+                self._setback(batch, ctx, reason, now)
             else:
                 tx.update_individual(ind.id, {**cleared, "state": IndividualState.QUEUED, "lease_owner": None})
                 batch.event(ev.Expired(ind.attempts, requeued=True), now, ind.id, ind.proposal_seq)
@@ -510,6 +529,7 @@ class OrchestratorService:
                 tx.update_individual(ind.id, {**common, "state": IndividualState.REJECTED, "failure_reason": reason})
                 batch.bump("rejected")
                 batch.event(ev.Rejected(reason, latency_ms), now, ind.id, ind.proposal_seq)
+                self._setback(batch, ctx, reason, now)
             else:
                 snapshot = self._complete(tx, batch, ctx, ind, fitness, metrics.accuracy, latency_ms, common, now)
             if lease_next:
@@ -542,6 +562,8 @@ class OrchestratorService:
         if improved:
             batch.changes.update(best_fitness=fitness, best_individual_id=ind.id)
         completed = batch.bump("completed")
+        if batch.get("consecutive_failures"):
+            batch.changes["consecutive_failures"] = 0
         batch.event(ev.Completed(fitness, accuracy, latency_ms), now, ind.id, ind.proposal_seq)
         if completed >= ctx.spec.evaluations:
             batch.changes["state"] = ExperimentState.DONE
@@ -570,6 +592,7 @@ class OrchestratorService:
                                               "completed_at": now})
                 batch.bump("failed")
                 batch.event(ev.Failed(reason, ind.attempts), now, ind.id, ind.proposal_seq)
+                self._setback(batch, ctx, reason, now)
             batch.flush(tx, now)
             tx.touch_worker(worker_id or ind.lease_owner or "", "", "", now, exp.id, None)
 
@@ -591,6 +614,45 @@ class OrchestratorService:
             tx.touch_worker(worker_id or ind.lease_owner or "", "", "", now, exp.id, None)
 
         self._run(work)
+
+    # --- holding an experiment ----------------------------------------------------------------------------
+
+    def pause(self, name: str, reason: str = "") -> Experiment:
+        """Stop leasing new work of a running experiment (leases out now finish and report as usual)."""
+        name = rules.lookup_name(name)
+        why = rules.text("the pause reason", reason.strip() or "paused by a user", rules.MAX_REASON)
+        now = self._clock()
+
+        def work(tx: StoreTx) -> Experiment:
+            exp = self._one_experiment(tx, name, lock=True)
+            if exp.state != ExperimentState.RUNNING:
+                raise FailedPrecondition(f"experiment {name} is {exp.state}, not running")
+            batch = _Batch(exp)
+            batch.changes.update(state=ExperimentState.PAUSED, paused_reason=why)
+            batch.event(ev.Paused(why), now)
+            batch.flush(tx, now)
+            return self._experiment(replace(exp, **batch.changes))
+
+        result: Experiment = self._run(work)
+        return result
+
+    def resume(self, name: str) -> Experiment:
+        """Lease work of a paused experiment again (the circuit breaker's count starts afresh)."""
+        name = rules.lookup_name(name)
+        now = self._clock()
+
+        def work(tx: StoreTx) -> Experiment:
+            exp = self._one_experiment(tx, name, lock=True)
+            if exp.state != ExperimentState.PAUSED:
+                raise FailedPrecondition(f"experiment {name} is {exp.state}, not paused")
+            batch = _Batch(exp)
+            batch.changes.update(state=ExperimentState.RUNNING, paused_reason=None, consecutive_failures=0)
+            batch.event(ev.Resumed(f"was: {exp.paused_reason or 'paused'}"[:rules.MAX_REASON]), now)
+            batch.flush(tx, now)
+            return self._experiment(replace(exp, **batch.changes))
+
+        result: Experiment = self._run(work)
+        return result
 
     # --- views ---------------------------------------------------------------------------------------
 
@@ -637,7 +699,8 @@ class OrchestratorService:
             top=[self.entry(ctx, r) for r in tx.top(exp.id, top_k)],
             best_so_far=[(r.completed_at - exp.created_at, r.fitness) for r in tx.improvements(exp.id)
                          if r.completed_at is not None and r.fitness is not None],
-            workers=workers, generated_at=now, seq=exp.event_seq, front=front,
+            workers=workers, generated_at=now, seq=exp.event_seq, front=front, paused_reason=exp.paused_reason,
+            last_failure=exp.last_failure, consecutive_failures=exp.consecutive_failures,
         )
 
     def list_individuals(self, experiment: str, page_size: int, page_token: str, state: str | None) -> Page:

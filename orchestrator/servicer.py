@@ -134,6 +134,14 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
 
         return self._run(context, call)
 
+    def PauseExperiment(self, request: pb.PauseExperimentRequest, context: grpc.ServicerContext) -> Any:
+        return self._run(context, lambda: pb.PauseExperimentResponse(
+            experiment=codec.encode_experiment(self._service.pause(request.name, request.reason))))
+
+    def ResumeExperiment(self, request: pb.ResumeExperimentRequest, context: grpc.ServicerContext) -> Any:
+        return self._run(context, lambda: pb.ResumeExperimentResponse(
+            experiment=codec.encode_experiment(self._service.resume(request.name))))
+
     # --- inspection ---------------------------------------------------------------------------------
 
     def GetStatus(self, request: pb.GetStatusRequest, context: grpc.ServicerContext) -> Any:

@@ -67,6 +67,9 @@ class StatusFacts:
     generated_at: float
     seq: int
     front: Sequence[Entry] = field(default_factory=tuple)
+    paused_reason: str | None = None
+    last_failure: str | None = None
+    consecutive_failures: int = 0
 
 
 def rate_per_hour(first_rank: int, first_at: float | None, last_rank: int, last_at: float | None) -> float:
@@ -135,4 +138,7 @@ def status_document(f: StatusFacts) -> StatusSnapshot:
         "workers": workers,
         "generated_at": f.generated_at,
         "seq": f.seq,
+        "paused_reason": f.paused_reason,
+        "last_failure": f.last_failure,
+        "consecutive_failures": f.consecutive_failures,
     }

@@ -144,6 +144,14 @@ class OrchestratorClient:
         return self._call("ListExperiments", pb.ListExperimentsRequest(),
                           lambda r: [codec.decode_experiment(m) for m in r.experiments])
 
+    def pause(self, name: str, reason: str = "") -> Experiment:
+        return self._call("PauseExperiment", pb.PauseExperimentRequest(name=name, reason=reason),
+                          lambda r: codec.decode_experiment(r.experiment))
+
+    def resume(self, name: str) -> Experiment:
+        return self._call("ResumeExperiment", pb.ResumeExperimentRequest(name=name),
+                          lambda r: codec.decode_experiment(r.experiment))
+
     def status(self, experiment: str) -> StatusSnapshot:
         doc = self._call("GetStatus", pb.GetStatusRequest(experiment=experiment),
                          lambda r: codec.loads_object(r.status_json, "status_json"))

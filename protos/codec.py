@@ -58,7 +58,7 @@ def _set_opt(msg: Any, name: str, value: Any) -> None:
 
 
 def encode_spec(spec: ExperimentSpec) -> pb.ExperimentSpec:
-    return pb.ExperimentSpec(
+    msg = pb.ExperimentSpec(
         name=spec.name,
         space=spec.space,
         population_size=spec.population_size,
@@ -73,6 +73,8 @@ def encode_spec(spec: ExperimentSpec) -> pb.ExperimentSpec:
         lease_timeout_s=spec.lease_timeout_s,
         max_attempts=spec.max_attempts,
     )
+    msg.max_consecutive_failures = spec.max_consecutive_failures
+    return msg
 
 
 def decode_spec(msg: pb.ExperimentSpec) -> ExperimentSpec:
@@ -92,11 +94,13 @@ def decode_spec(msg: pb.ExperimentSpec) -> ExperimentSpec:
         training=loads_object(msg.training_json, "training_json", {}),
         lease_timeout_s=msg.lease_timeout_s,
         max_attempts=msg.max_attempts,
+        **({"max_consecutive_failures": msg.max_consecutive_failures}
+           if msg.HasField("max_consecutive_failures") else {}),
     )
 
 
 def encode_experiment(exp: Experiment) -> pb.Experiment:
-    return pb.Experiment(
+    msg = pb.Experiment(
         id=exp.id,
         spec=encode_spec(exp.spec),
         state=exp.state,
@@ -106,6 +110,8 @@ def encode_experiment(exp: Experiment) -> pb.Experiment:
         failed=exp.failed,
         rejected=exp.rejected,
     )
+    _set_opt(msg, "paused_reason", exp.paused_reason)
+    return msg
 
 
 def decode_experiment(msg: pb.Experiment) -> Experiment:
@@ -118,6 +124,7 @@ def decode_experiment(msg: pb.Experiment) -> Experiment:
         completed=msg.completed,
         failed=msg.failed,
         rejected=msg.rejected,
+        paused_reason=_opt(msg, "paused_reason"),
     )
 
 

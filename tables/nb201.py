@@ -8,16 +8,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from domain.errors import AmoebaError
 from genome import GenomeError, NB201Genome
 from genome.nb201 import NB201_EDGES, NB201_OPS, parse_arch_str
-from tables.benchmark import TableBenchmark
+from tables.benchmark import TableBenchmark, TableError
 
 DEFAULT_TABLE = "nb201_cifar10.csv"
 
 
-class TableError(AmoebaError, ValueError):
-    """The table file is missing, malformed, or lacks a requested column."""
 
 
 @dataclass(frozen=True, slots=True)

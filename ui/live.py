@@ -52,7 +52,8 @@ def follow(
     while True:
         updates += 1
         # Only progress matters in a log: skip lines whose counters did not move.
-        key = (doc.get("state"), doc.get("completed"), doc.get("failed"), (doc.get("best") or {}).get("fingerprint"))
+        key = (doc.get("state"), doc.get("completed"), doc.get("failed"), doc.get("rejected"),
+               (doc.get("best") or {}).get("fingerprint"))
         if key != last_line:
             console.print(render_plain(doc), markup=False, highlight=False, soft_wrap=True)
             last_line = key

@@ -39,7 +39,7 @@ FIELDS: tuple[Field, ...] = (
     Field("state", "string", True, "`running`, `paused` or `done`"),
     Field("completed", "integer", True, "completed evaluations"),
     Field("failed", "integer", True, "individuals marked failed (never enter the population)"),
-    Field("rejected", "integer", True, "reports rejected (late, duplicate or foreign)"),
+    Field("rejected", "integer", True, "children rejected by the latency constraint (before training, or at their report)"),
     Field("target", "integer", True, "C: the experiment ends after this many completed evaluations"),
     Field("evaluations_per_hour", "number", True, "recent completion rate (0 when unknown)"),
     Field("eta_seconds", "number|null", True, "estimated seconds until `target`; null when the rate is 0"),
@@ -84,8 +84,11 @@ FIELDS: tuple[Field, ...] = (
     Field("leased", "integer", False, "individuals leased right now"),
     Field("queued", "integer", False, "individuals waiting for a worker (expired leases put back)"),
     Field("proposals", "integer", False, "proposals made so far"),
-    Field("space", "string", False, "search space (`nasnet` or `nb201`)"),
-    Field("algorithm", "string", False, "`aging`, `non-aging` or `random`"),
+    Field("space", "string", False, "search space (`nasnet`, `nb201`, or a plug-in's)"),
+    Field("algorithm", "string", False, "the search algorithm (`aging`, `non-aging`, `random`, ...)"),
+    Field("paused_reason", "string|null", False, "why the experiment is paused (a user, or the circuit breaker); null otherwise"),
+    Field("last_failure", "string|null", False, "the reason of the latest failure or rejection"),
+    Field("consecutive_failures", "integer", False, "failures and rejections since the last completion (the circuit breaker pauses at the experiment's max_consecutive_failures)"),
 )
 
 _CHECKS: dict[str, Any] = {

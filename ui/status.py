@@ -36,6 +36,18 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def fmt_rate(per_hour: float | None) -> str:
+    """Evaluations per hour, or per second once there are more than one a second (a table run)."""
+    rate = float(per_hour or 0.0)
+    return f"{rate / 3600:.1f} eval/s" if rate >= 3600 else f"{rate:.1f} eval/h"
+
+
+def cut(text: object, limit: int = 100) -> str:
+    """One line of at most ``limit`` characters (a reason may quote a whole genome)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
 def _percent(done: int, target: int) -> float:
     return 100.0 * done / target if target > 0 else 0.0
 
@@ -57,9 +69,14 @@ def progress_panel(snap: Mapping[str, Any], width: int = 60) -> Panel:
         line.append(f"  leased {snap['leased']}")
     if snap.get("queued"):
         line.append(f"  queued {snap['queued']}", style="yellow")
-    line.append(f"  {float(snap.get('evaluations_per_hour') or 0.0):.1f} eval/h")
+    line.append(f"  {fmt_rate(snap.get('evaluations_per_hour'))}")
     line.append(f"  ETA {fmt_duration(snap.get('eta_seconds'))}")
-    return Panel(Group(bar, line), title="progress", title_align="left")
+    rows: list[Any] = [bar, line]
+    if snap.get("paused_reason"):
+        rows.append(Text(cut(snap["paused_reason"], 4 * width), style="bold yellow"))
+    elif snap.get("last_failure"):
+        rows.append(Text(f"last failure: {cut(snap['last_failure'], 2 * width)}", style="red"))
+    return Panel(Group(*rows), title="progress", title_align="left")
 
 
 def best_panel(snap: Mapping[str, Any], width: int = 60) -> Panel:
@@ -215,6 +232,7 @@ def render_plain(snapshot: Mapping[str, Any]) -> str:
         f"{snapshot.get('experiment', '?')} {snapshot.get('state', '?')}",
         f"{done}/{target} ({_percent(done, target):.1f}%)",
         f"failed {snapshot.get('failed', 0)}",
+        f"rejected {snapshot.get('rejected', 0)}",
     ]
     best = snapshot.get("best")
     if best:
@@ -226,6 +244,10 @@ def render_plain(snapshot: Mapping[str, Any]) -> str:
         parts.append("best -")
     alive = sum(1 for w in snapshot.get("workers") or [] if w.get("alive"))
     parts.append(f"workers {alive}")
-    parts.append(f"{float(snapshot.get('evaluations_per_hour') or 0.0):.1f} eval/h")
+    parts.append(fmt_rate(snapshot.get("evaluations_per_hour")))
     parts.append(f"ETA {fmt_duration(snapshot.get('eta_seconds'))}")
+    if snapshot.get("paused_reason"):
+        parts.append(cut(snapshot["paused_reason"], 160))
+    elif snapshot.get("last_failure"):
+        parts.append(f"last failure: {cut(snapshot['last_failure'], 100)}")
     return " | ".join(parts)

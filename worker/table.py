@@ -5,57 +5,15 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import spaces
 from domain import Metrics
 from domain.errors import AmoebaError
-from tables.benchmark import TableBenchmark
+from tables.benchmark import TableBenchmark, TableSettings, parse_sleep
 from worker.evaluator import EvaluationCancelled, EvaluationFailed
 from worker.trial import Trial
-
-
-@dataclass(frozen=True, slots=True)
-class TableSettings:
-    """The ``training.table`` object of an experiment: which columns to read (default: the benchmark's
-    protocol) and how long to pretend to train.
-
-    ``sleep_s`` is a number or a ``[low, high]`` range; each evaluation sleeps a time drawn uniformly
-    from it with the individual's seed, so a run's timing is as reproducible as its results.
-    """
-
-    column: str
-    cost_column: str
-    sleep_s: tuple[float, float] = (0.0, 0.0)
-
-    @classmethod
-    def from_training(cls, training: Mapping[str, Any], benchmark: TableBenchmark,
-                      default_sleep: tuple[float, float] | None = None) -> TableSettings:
-        raw = training.get("table", {})
-        if not isinstance(raw, Mapping):
-            raise EvaluationFailed(f"training.table must be an object, got {type(raw).__name__}")
-        unknown = set(raw) - {"column", "cost_column", "sleep_s"}
-        if unknown:
-            raise EvaluationFailed(f"training.table has unknown keys: {', '.join(sorted(unknown))}")
-        sleep = parse_sleep(raw["sleep_s"]) if "sleep_s" in raw else (default_sleep or (0.0, 0.0))
-        return cls(str(raw.get("column", benchmark.fitness_column)), str(raw.get("cost_column", benchmark.cost_column)),
-                   sleep)
-
-
-def parse_sleep(value: Any) -> tuple[float, float]:
-    """A number or [low, high] (seconds) as a range; raises ValueError for anything else."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        low = high = float(value)
-    elif isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
-        low, high = float(value[0]), float(value[1])
-    else:
-        raise ValueError(f"sleep must be a number or [low, high] seconds, got {value!r}")
-    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high < low:
-        raise ValueError(f"sleep range must satisfy 0 <= low <= high, got {value!r}")
-    return low, high
 
 
 class TableEvaluator:
@@ -86,7 +44,10 @@ class TableEvaluator:
 
     def evaluate(self, trial: Trial, stop: threading.Event) -> Metrics:
         benchmark, table = self.table(trial.space)
-        settings = TableSettings.from_training(trial.training, benchmark, self._sleep)
+        try:
+            settings = TableSettings.from_training(trial.training, benchmark, self._sleep)
+        except AmoebaError as exc:
+            raise EvaluationFailed(str(exc)) from None
         try:
             genome = trial.genome
         except AmoebaError as exc:
@@ -105,3 +66,6 @@ class TableEvaluator:
             if stop.wait(pause):
                 raise EvaluationCancelled(f"stopped while evaluating individual {trial.individual_id}")
         return Metrics(accuracy=accuracy, train_seconds=cost if math.isfinite(cost) else 0.0)
+
+
+__all__ = ["TableEvaluator", "TableSettings", "parse_sleep"]

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExperimentSpec(_message.Message):
-    __slots__ = ("name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation_json", "objective_json", "training_json", "lease_timeout_s", "max_attempts", "algorithm_options_json")
+    __slots__ = ("name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation_json", "objective_json", "training_json", "lease_timeout_s", "max_attempts", "algorithm_options_json", "max_consecutive_failures")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     POPULATION_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class ExperimentSpec(_message.Message):
     LEASE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
     population_size: int
@@ -34,10 +35,11 @@ class ExperimentSpec(_message.Message):
     lease_timeout_s: float
     max_attempts: int
     algorithm_options_json: str
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., population_size: _Optional[int] = ..., sample_size: _Optional[int] = ..., evaluations: _Optional[int] = ..., seed: _Optional[int] = ..., algorithm: _Optional[str] = ..., mutation_json: _Optional[str] = ..., objective_json: _Optional[str] = ..., training_json: _Optional[str] = ..., lease_timeout_s: _Optional[float] = ..., max_attempts: _Optional[int] = ..., algorithm_options_json: _Optional[str] = ...) -> None: ...
+    max_consecutive_failures: int
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., population_size: _Optional[int] = ..., sample_size: _Optional[int] = ..., evaluations: _Optional[int] = ..., seed: _Optional[int] = ..., algorithm: _Optional[str] = ..., mutation_json: _Optional[str] = ..., objective_json: _Optional[str] = ..., training_json: _Optional[str] = ..., lease_timeout_s: _Optional[float] = ..., max_attempts: _Optional[int] = ..., algorithm_options_json: _Optional[str] = ..., max_consecutive_failures: _Optional[int] = ...) -> None: ...
 
 class Experiment(_message.Message):
-    __slots__ = ("id", "spec", "state", "created_at", "proposals", "completed", "failed", "rejected")
+    __slots__ = ("id", "spec", "state", "created_at", "proposals", "completed", "failed", "rejected", "paused_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +48,7 @@ class Experiment(_message.Message):
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_REASON_FIELD_NUMBER: _ClassVar[int]
     id: int
     spec: ExperimentSpec
     state: str
@@ -54,7 +57,8 @@ class Experiment(_message.Message):
     completed: int
     failed: int
     rejected: int
-    def __init__(self, id: _Optional[int] = ..., spec: _Optional[_Union[ExperimentSpec, _Mapping]] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., proposals: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+    paused_reason: str
+    def __init__(self, id: _Optional[int] = ..., spec: _Optional[_Union[ExperimentSpec, _Mapping]] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., proposals: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., rejected: _Optional[int] = ..., paused_reason: _Optional[str] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
     __slots__ = ("worker_id", "host", "evaluator")
@@ -327,3 +331,29 @@ class ListIndividualsResponse(_message.Message):
     individuals: _containers.RepeatedCompositeFieldContainer[Individual]
     next_page_token: str
     def __init__(self, individuals: _Optional[_Iterable[_Union[Individual, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PauseExperimentRequest(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PauseExperimentResponse(_message.Message):
+    __slots__ = ("experiment",)
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    experiment: Experiment
+    def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ...) -> None: ...
+
+class ResumeExperimentRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ResumeExperimentResponse(_message.Message):
+    __slots__ = ("experiment",)
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    experiment: Experiment
+    def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ...) -> None: ...

@@ -84,6 +84,16 @@ class OrchestratorStub:
                 request_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ListIndividualsRequest.SerializeToString,
                 response_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ListIndividualsResponse.FromString,
                 _registered_method=True)
+        self.PauseExperiment = channel.unary_unary(
+                '/amoeba.v1.Orchestrator/PauseExperiment',
+                request_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.PauseExperimentRequest.SerializeToString,
+                response_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.PauseExperimentResponse.FromString,
+                _registered_method=True)
+        self.ResumeExperiment = channel.unary_unary(
+                '/amoeba.v1.Orchestrator/ResumeExperiment',
+                request_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentRequest.SerializeToString,
+                response_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServicer:
@@ -149,6 +159,18 @@ class OrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseExperiment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeExperiment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +223,16 @@ def add_OrchestratorServicer_to_server(servicer, server):
                     servicer.ListIndividuals,
                     request_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ListIndividualsRequest.FromString,
                     response_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ListIndividualsResponse.SerializeToString,
+            ),
+            'PauseExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseExperiment,
+                    request_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.PauseExperimentRequest.FromString,
+                    response_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.PauseExperimentResponse.SerializeToString,
+            ),
+            'ResumeExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeExperiment,
+                    request_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentRequest.FromString,
+                    response_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -473,6 +505,60 @@ class Orchestrator:
             '/amoeba.v1.Orchestrator/ListIndividuals',
             protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ListIndividualsRequest.SerializeToString,
             protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ListIndividualsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/amoeba.v1.Orchestrator/PauseExperiment',
+            protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.PauseExperimentRequest.SerializeToString,
+            protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.PauseExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/amoeba.v1.Orchestrator/ResumeExperiment',
+            protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentRequest.SerializeToString,
+            protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentResponse.FromString,
             options,
             channel_credentials,
             insecure,
