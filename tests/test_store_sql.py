@@ -34,6 +34,15 @@ def _diffs(url: str) -> list[Any]:
         engine.dispose()
 
 
+def _revision(url: str) -> str:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_migration_matches_models_and_check_schema(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
     with pytest.raises(db.SchemaOutOfDate, match="amoeba migrate --db"):
@@ -46,10 +55,23 @@ def test_sqlite_migration_matches_models_and_check_schema(tmp_path: Path) -> Non
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
-        conn.execute(text("UPDATE alembic_version SET version_num = 'old'"))
-    engine.dispose()
-    with pytest.raises(db.SchemaOutOfDate, match=r"at revision old.*amoeba migrate"):
+        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+    with pytest.raises(db.SchemaOutOfDate, match=rf"at revision 0001, this version needs {head_revision()}: "
+                                                 r"run `amoeba migrate --db .*` first"):
         db.check_schema(url)
+    # A revision this version does not know was written by a newer Amoeba: refused, and left as it is.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'future'"))
+    engine.dispose()
+    newer = rf"at schema revision future, newer than this version of Amoeba knows \(it ends at {head_revision()}\): " \
+            r"upgrade Amoeba to open it"
+    with pytest.raises(db.SchemaOutOfDate, match=newer):
+        db.check_schema(url)
+    with pytest.raises(db.SchemaOutOfDate, match=newer):
+        db.upgrade(url)
+    with pytest.raises(db.SchemaOutOfDate, match=newer):
+        db.open_store(url)
+    assert _revision(url) == "future"
 
 
 @pytest.mark.postgres
