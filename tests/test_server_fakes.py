@@ -305,6 +305,29 @@ def test_a_lease_for_any_experiment_skips_finished_ones(h: Harness) -> None:
     assert reply.no_work.done and reply.no_work.message == "no running experiment"
 
 
+def test_pause_stops_new_work_and_resume_restarts_it(h: Harness) -> None:
+    h.create(evaluations=4)
+    out = h.work()
+    paused = h.call("PauseExperiment", pb.PauseExperimentRequest(name="exp", reason="maintenance")).experiment
+    assert paused.state == "paused"
+    wait = h.lease()
+    assert wait.WhichOneof("result") == "no_work" and not wait.no_work.done
+    assert wait.no_work.message == "experiment exp is paused"
+    # Work already out finishes and reports as usual.
+    assert h.report(out).WhichOneof("next") is None
+    status = json.loads(h.call("GetStatus", pb.GetStatusRequest(experiment="exp")).status_json)
+    assert (status["state"], status["paused_reason"], status["completed"]) == ("paused", "maintenance", 1)
+    code, details = h.fails("PauseExperiment", pb.PauseExperimentRequest(name="exp"))
+    assert (code, details) == (grpc.StatusCode.FAILED_PRECONDITION, "experiment exp is paused, not running")
+    resumed = h.call("ResumeExperiment", pb.ResumeExperimentRequest(name="exp")).experiment
+    assert resumed.state == "running"
+    assert h.work().proposal_seq == 1
+    code, details = h.fails("ResumeExperiment", pb.ResumeExperimentRequest(name="exp"))
+    assert (code, details) == (grpc.StatusCode.FAILED_PRECONDITION, "experiment exp is running, not paused")
+    code, _ = h.fails("PauseExperiment", pb.PauseExperimentRequest(name="nope"))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
 def test_listing_pages_filters_and_refuses_bad_requests(h: Harness) -> None:
     h.create(evaluations=7)
     works = [h.work() for _ in range(7)]
