@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/latency_estimate.py [--genomes 200] [--traced 3] [--json]
 
-For each setting, ``estimate_genome`` runs on sampled genomes (uncached, then cached) and, as the
+For each setting, ``Space.estimate`` (the orchestrator's pricing path) runs on sampled genomes (uncached, then cached) and, as the
 named peer, ``nets.trace.estimate_module`` runs on ``nets.build.build_model`` of the first few of
 the same genomes (the route any Flax network takes). Times are CPU seconds of this process (the
 figure that stays put when other jobs share the machine) and wall seconds; both front ends must
@@ -17,9 +17,8 @@ import random
 import time
 from typing import Any
 
-from genome import get_space
-from latency import clear_cache, estimate_genome
-from latency import lower as lowering
+import spaces
+from latency import nasnet as nasnet_lowering
 
 SETTINGS = (("nasnet", 6, 36), ("nasnet", 3, 24), ("nasnet", 2, 16), ("nb201", 5, 16))
 
@@ -36,14 +35,15 @@ def run(genomes: int, traced: int, seed: int) -> dict[str, Any]:
 
     rows = []
     for space_name, cells, filters in SETTINGS:
-        space = get_space(space_name)
+        space = spaces.get(space_name)
         rng = random.Random(seed)
         sample = [space.sample(rng) for _ in range(genomes)]
-        clear_cache()
-        lowering._TEMPLATES.clear()
+        settings = space.latency_settings({"cells": cells, "filters": filters})
+        spaces.clear_cache()
+        nasnet_lowering._TEMPLATES.clear()
 
-        def price(gs: list[Any] = sample, n: int = cells, f: int = filters) -> list[float]:
-            return [estimate_genome(g, cells=n, filters=f, layers=False).latency_ms for g in gs]
+        def price(gs: list[Any] = sample, sp: Any = space, s: Any = settings) -> list[float]:
+            return [sp.estimate(g, s, layers=False).latency_ms for g in gs]
 
         lowered, cpu_cold, wall_cold = _timed(price)
         _, cpu_hot, _ = _timed(price)

@@ -19,15 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.domain import Lease, NoWork, ReportedMetrics, WorkerInfo
-
 import db
+from domain import Lease, Metrics, NoWork, WorkerInfo
 from orchestrator.config import parse_spec
 from orchestrator.service import OrchestratorService
 
 
 def _accuracy(lease: Lease) -> float:
-    return (hash(json.dumps(lease.genome, sort_keys=True)) % 1000) / 1000.0
+    return (hash(lease.genome_json) % 1000) / 1000.0
 
 
 def run_clients(url: str, evaluations: int, threads: int) -> dict[str, Any]:
@@ -52,7 +51,7 @@ def run_clients(url: str, evaluations: int, threads: int) -> dict[str, Any]:
                 continue
             assert isinstance(got, Lease)
             t = time.perf_counter()
-            got = svc.report(got.individual_id, got.token, worker.worker_id, ReportedMetrics(accuracy=_accuracy(got)),
+            got = svc.report(got.individual_id, got.token, worker.worker_id, Metrics(accuracy=_accuracy(got)),
                              lease_next=True)
             own.append(time.perf_counter() - t)
         with lock:
@@ -83,7 +82,7 @@ def status_at_scale(n: int = 100_000) -> dict[str, Any]:
     import random
     import sqlite3
 
-    from genome import get_space
+    import spaces
     from genome.base import canonical_json
 
     tmp = Path(tempfile.mkdtemp(prefix="amoeba-status-"))
@@ -92,7 +91,7 @@ def status_at_scale(n: int = 100_000) -> dict[str, Any]:
     svc = OrchestratorService(db.open_store(url))
     svc.create_experiment(parse_spec({"name": "big", "space": "nb201", "population": 100, "sample": 25,
                                       "evaluations": n + 1, "seed": 1}))
-    space, rng = get_space("nb201"), random.Random(0)
+    space, rng = spaces.get("nb201"), random.Random(0)
     rows, best = [], -1.0
     for k in range(n):
         g = space.sample(rng)
@@ -130,6 +129,8 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=3000)
     parser.add_argument("--threads", default="1,16", help="comma-separated client thread counts")
     parser.add_argument("--skip-status", action="store_true")
+    parser.add_argument("--status-individuals", type=int, default=100_000,
+                        help="individuals of the status() experiment (default 100,000)")
     parser.add_argument("--json", action="store_true", help="print the JSON document only")
     args = parser.parse_args()
     url = args.db
@@ -141,7 +142,7 @@ def main() -> None:
     for k in (int(x) for x in args.threads.split(",")):
         doc["runs"].append(run_clients(url, args.evaluations, k))
     if not args.skip_status:
-        doc["status_at_100k"] = status_at_scale()
+        doc["status_at_100k"] = status_at_scale(args.status_individuals)
     if args.json:
         print(json.dumps(doc))
         return

@@ -32,11 +32,9 @@ from typing import Any
 
 import db
 from db.repository import EventRecord, NewIndividual
-from evolution import EvolutionConfig, Member, observe, propose
-from genome import get_space
+from evolution import Member, rng_for
 from genome.base import canonical_json
-from mutations import build_mutation
-from orchestrator.config import parse_spec, spec_to_dict
+from orchestrator.config import experiment_context, parse_spec, spec_to_dict
 from orchestrator.readmodel import ReadModel
 from orchestrator.service import OrchestratorService
 from tables.nb201 import load_table
@@ -50,15 +48,16 @@ def build(url: str, n: int, name: str = "big") -> float:
     t0 = time.perf_counter()
     spec = parse_spec({"name": name, "space": "nb201", "population": 100, "sample": 25, "evaluations": n,
                        "seed": 7, "mutation": {"type": "edge_op"}})
-    config = EvolutionConfig(100, 25, "aging", spec.seed)
-    space, mutation, table = get_space("nb201"), build_mutation(spec.mutation, "nb201"), load_table(None)
+    # The orchestrator's own algorithm for the spec (aging, P=100, S=25), so replay --verify re-derives the log.
+    _, algorithm, _, _ = experiment_context(spec)
+    table = load_table(None)
     store = db.open_store(url)
     t = 1_800_000_000.0
     with store.transaction() as tx:
         exp = tx.add_experiment(name, json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":")), spec.seed, t)
         tx.append_events([EventRecord(exp.id, 1, "experiment_created", t, None, None,
                                       canonical_json({"config": spec_to_dict(spec)}))])
-    population: tuple[Member, ...] = ()
+    state = algorithm.initial()
     ids: dict[int, int] = {}
     event_seq, best, best_id = 1, float("-inf"), 0
     for start in range(0, n, BATCH):
@@ -66,7 +65,7 @@ def build(url: str, n: int, name: str = "big") -> float:
             events: list[EventRecord] = []
             for k in range(start, min(n, start + BATCH)):
                 t += 0.05
-                child = propose(config, space, mutation, population, k)
+                child, state = algorithm.propose(state, k, rng_for(spec.seed, k))
                 acc = table.get(child.genome, "c10v_valid_acc_12ep") / 100.0
                 latency = round(table.get(child.genome, "est_cost_12ep_sec") / 10.0, 3)
                 ind = tx.add_individual(NewIndividual(exp.id, k, canonical_json(child.genome.to_json()),
@@ -76,7 +75,13 @@ def build(url: str, n: int, name: str = "big") -> float:
                 improved = acc > best
                 if improved:
                     best, best_id = acc, ind
-                population, left = observe(config, population, Member(k, child.genome, acc, acc, latency))
+                before = algorithm.population(state)
+                state = algorithm.observe(state, Member(k, child.genome, acc, acc, latency))
+                after = algorithm.population(state)
+                left = None
+                if len(after) == len(before):  # a member left the population (the oldest, aging)
+                    kept = {m.seq for m in after}
+                    left = next(m for m in before if m.seq not in kept)
                 tx.update_individual(ind, {"fitness": acc, "accuracy": acc, "latency_ms": latency, "completion_rank": k,
                                            "in_population": True, "improved": improved, "completed_at": t + 0.04,
                                            "leased_at": t, "train_seconds": 1.0})

@@ -84,13 +84,13 @@ def _pin_threads(threads: int | None) -> int:
 
 
 def _genome(spec: str) -> Any:
-    from genome.registry import get_space, load_named_genome
+    import spaces
 
     if spec.startswith("random:"):
         import random
 
-        return get_space("nasnet").sample(random.Random(int(spec.split(":", 1)[1])))
-    return load_named_genome(spec)
+        return spaces.get("nasnet").sample(random.Random(int(spec.split(":", 1)[1])))
+    return spaces.named_genome(spec)
 
 
 def measure(runners: dict[str, Callable[[], None]], warmup: int, steps: int) -> dict[str, float]:

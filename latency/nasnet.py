@@ -281,6 +281,11 @@ _cell_totals: dict[tuple[Any, ...], tuple[_Totals, Shape, bool, bool]] = {}
 _CELL_TOTALS_LIMIT = 4096
 
 
+def clear_cell_totals() -> None:
+    """Forget the per-cell totals ``estimate_totals`` memoizes (``spaces.clear_cache`` calls this)."""
+    _cell_totals.clear()
+
+
 def estimate_totals(genome: NASNetGenome, cells: int, filters: int, input_size: int, num_classes: int,
                     device: str, clock_mhz: int | None, dataset: str | None) -> LatencyReport | None:
     """The latency of a NASNet genome from per-cell totals (memoized on the cell, its input shapes and

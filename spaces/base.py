@@ -170,5 +170,9 @@ def _json(text: str) -> Any:
 
 
 def clear_cache() -> None:
-    """Forget memoized latency estimates (benchmarks measure the uncached cost)."""
+    """Forget memoized latency estimates, the NASNet fast path's per-cell totals included (benchmarks
+    measure the uncached cost)."""
+    from latency.nasnet import clear_cell_totals
+
     _estimate.cache_clear()
+    clear_cell_totals()

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tables.nb201 import default_table_path
+
+pytestmark = pytest.mark.e2e
 
 AMOEBA = [sys.executable, "-m", "cli.main"]
 
@@ -50,6 +54,15 @@ def test_custom_table_columns_and_evaluation_budget(tmp_path: Path) -> None:
     # Six conv edges is the optimum; in 60 evaluations evolution climbs well past random sampling.
     assert algs["aging"]["mean"] > algs["random"]["mean"] + 0.5
     assert algs["aging"]["mean"] >= 4.0
+
+
+def test_one_bench_command_per_space_with_a_tabular_benchmark() -> None:
+    # Registered from the space registry: nb201 has a table, nasnet has none.
+    proc = run("bench", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "nb201" in proc.stdout and "nasnet" not in proc.stdout
+    missing = run("bench", "nasnet")
+    assert missing.returncode != 0
 
 
 def test_user_errors_are_one_line(tmp_path: Path) -> None:

@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
+from domain import status
 from ui import schema
 from ui.derive import histogram, lineage, population_timeline
 from ui.export import HISTORY_COLUMNS, LINEAGE_COLUMNS, TIMELINE_COLUMNS, best_record, export_experiment
 from ui.plots import front_plot, progress_plot
+
+pytestmark = pytest.mark.unit
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -129,6 +132,8 @@ def test_histogram_bins() -> None:
 
 
 def test_schema_fields_typeddicts_and_readme_table_agree() -> None:
+    # The TypedDicts live in domain.status (the orchestrator builds the document); ui.schema re-exports them.
+    assert schema.StatusSnapshot is status.StatusSnapshot and schema.SCHEMA_VERSION == status.SCHEMA_VERSION
     hints = typing.get_type_hints(schema.StatusSnapshot)
     top_level = {f.path for f in schema.FIELDS if "." not in f.path}
     assert top_level == set(hints)

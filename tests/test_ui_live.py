@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from ui.live import finished, follow
+
+pytestmark = pytest.mark.unit
 
 
 def _docs(counts: list[int], target: int = 3) -> list[dict[str, Any]]:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any
 
 import pytest
 from rich.console import Console
 
+from evolution import objectives
 from ui.charts import BLOCKS, FRONT, resample_steps, scatter, sparkline
 from ui.derive import best_so_far, pareto_flags
 from ui.schema import snapshot_problems
 from ui.status import fmt_duration, render_plain, render_status
+
+pytestmark = pytest.mark.unit
 
 
 def _snapshot() -> dict[str, Any]:
@@ -159,6 +163,19 @@ def test_pareto_flags_and_best_so_far() -> None:
     pts = [(0.9, 1.0), (0.95, 2.0), (0.9, 2.0), (0.95, 2.0), (0.8, 0.5)]
     assert pareto_flags(pts) == [True, True, False, True, True]
     assert best_so_far([(3.0, 0.5), (1.0, 0.7), (2.0, 0.6), (4.0, 0.9)]) == [[1.0, 0.7], [4.0, 0.9]]
+
+
+def test_the_view_and_the_search_share_one_front() -> None:
+    # ui.derive re-exports the search's pareto_flags: the front the status view draws is the one
+    # pareto selection picks parents from.
+    assert pareto_flags is objectives.pareto_flags
+    rng = random.Random(5)
+    for _ in range(300):
+        pts = [(rng.choice((0.8, 0.9, 0.95)), rng.choice((None, 1.0, 2.0, 3.0))) for _ in range(rng.randrange(1, 9))]
+        slow = [(a, float("inf") if lat is None else lat) for a, lat in pts]
+        dominated = [any(b[0] >= a[0] and b[1] <= a[1] and b != a for b in slow) for a in slow]
+        assert pareto_flags(pts) == [not d for d in dominated], pts
+        assert objectives.pareto_front_indices(pts) == [i for i, d in enumerate(dominated) if not d]
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (5.4, "5s"), (65, "1m 05s"), (3700, "1h 01m"),
