@@ -10,6 +10,8 @@ from jax import lax
 
 from nets import fastconv
 
+pytestmark = pytest.mark.jax
+
 RTOL = 1e-4
 NEG: fastconv.Padding = ((-1, 2), (1, -1))
 ODD: fastconv.Padding = ((2, 1), (0, 3))

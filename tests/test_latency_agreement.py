@@ -14,10 +14,24 @@ import pytest
 
 import spaces
 from genome import NASNET_OPS, Genome
-from latency import NASNET_OP_LOWERING, estimate, lower_genome
+from latency import estimate
+from latency.ir import Graph
+from latency.nasnet import NASNET_OP_LOWERING
 from nets.build import build_model
 from nets.ops import OPS
 from nets.trace import trace_module
+
+pytestmark = pytest.mark.jax
+
+
+def lower_genome(genome: Genome, *, cells: int, filters: int, input_size: int, num_classes: int,
+                 dataset: str) -> Graph:
+    """The genome's space lowers its standard network with these keys overridden (NB201 has no stems)."""
+    space = spaces.get(genome.space)
+    network = {"cells": cells, "filters": filters, "input_size": input_size, "num_classes": num_classes}
+    if "dataset" in space.network:
+        network["dataset"] = dataset
+    return space.graph(genome, **network)
 
 _rng = random.Random(2026)
 _random_nasnet = [spaces.get("nasnet").sample(_rng) for _ in range(2)]
@@ -59,6 +73,13 @@ def test_lowering_and_tracing_agree(label: str, genome: Genome, cells: int, filt
         (x.kind, x.inputs, x.out_shape) for x in lowered.layers]
     for device in ("usb3", "usb2"):
         assert estimate(traced, device).latency_ms == pytest.approx(estimate(lowered, device).latency_ms, rel=0.01)
+    # The space's memoized estimate (what the orchestrator prices children with) is the lowered graph's.
+    space = spaces.get(genome.space)
+    overrides = {"cells": cells, "filters": filters, "input_size": size, "num_classes": 10, "device": "usb2"}
+    if "dataset" in space.network:
+        overrides["dataset"] = dataset
+    priced = space.estimate(genome, space.latency_settings(overrides))
+    assert priced.latency_ms == pytest.approx(estimate(lowered, "usb2").latency_ms, rel=1e-9)
 
 
 def test_the_model_and_the_simulator_share_one_op_table() -> None:

@@ -9,6 +9,8 @@ from latency.ir import DEPTHWISE, POINTWISE, Graph
 from nets.trace import trace_module
 from nets.zoo import NAMES, ZooError, get
 
+pytestmark = pytest.mark.jax
+
 #: Coral "Edge TPU performance benchmarks" (C++ benchmark, model execution only), ms.
 CALIBRATION = (
     ("mobilenet_v1", "usb3", 2.4),

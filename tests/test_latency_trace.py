@@ -12,6 +12,8 @@ from latency.ir import ADD, AVG_POOL, CONCAT, DENSE, DEPTHWISE, MAX_POOL, MEAN, 
 from nets import fastconv
 from nets.trace import TraceError, trace_function, trace_module
 
+pytestmark = pytest.mark.jax
+
 
 class _ConvBNReLU(nn.Module):
     @nn.compact

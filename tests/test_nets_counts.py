@@ -12,6 +12,8 @@ from genome.reference import PUBLISHED
 from nets.build import count_params, model_stats
 from nets.ops import OPS
 
+pytestmark = pytest.mark.jax
+
 
 def test_op_table_covers_exactly_the_genome_ops() -> None:
     assert sorted(OPS) == sorted(NASNET_OPS)
@@ -22,15 +24,15 @@ def test_op_table_covers_exactly_the_genome_ops() -> None:
 )
 def test_cifar_parameter_counts_match_the_papers(name: str, key: str) -> None:
     ref = PUBLISHED[name][key]
-    stats = model_stats(spaces.named_genome(name), ref["N"], ref["F"], "cifar10")
+    stats = model_stats(spaces.named_genome(name), {"cells": ref["N"], "filters": ref["F"]}, "cifar10")
     assert stats.params == pytest.approx(ref["params_M"] * 1e6, rel=0.10)
 
 
 def test_imagenet_amoebanet_a_matches_params_and_mult_adds() -> None:
     ref = PUBLISHED["amoebanet-a"]["imagenet"]
     # The paper's ImageNet figures are for 331x331 inputs and the reference's 1001 classes.
-    stats = model_stats(spaces.named_genome("amoebanet-a"), ref["N"], ref["F"], "imagenet", image_size=331,
-                        num_classes=1001)
+    stats = model_stats(spaces.named_genome("amoebanet-a"), {"cells": ref["N"], "filters": ref["F"]},
+                        "imagenet", image_size=331, num_classes=1001)
     assert stats.params == pytest.approx(ref["params_M"] * 1e6, rel=0.10)
     assert stats.mult_adds == pytest.approx(ref["mult_adds_B"] * 1e9, rel=0.10)
 
@@ -38,9 +40,11 @@ def test_imagenet_amoebanet_a_matches_params_and_mult_adds() -> None:
 def test_nb201_largest_cell_has_the_benchmarks_parameter_count() -> None:
     # NAS-Bench-201's all-3x3-conv cell is its largest network: 1.53 M parameters on CIFAR-10.
     genome = spaces.parse_genome("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
-    assert model_stats(genome, 5, 16).params == pytest.approx(1.53e6, rel=0.01)
+    assert model_stats(genome, cells=5, filters=16).params == pytest.approx(1.53e6, rel=0.01)
+    # 5 x 16 is the space's standard network.
+    assert model_stats(genome) == model_stats(genome, {"cells": 5, "filters": 16})
     empty = spaces.parse_genome("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
-    stats = model_stats(empty, 5, 16)
+    stats = model_stats(empty, cells=5, filters=16)
     # Only the stem, the two residual blocks and the head remain.
     assert stats.params < 0.1e6 and stats.layers == 1 + 2 * 3 + 1
 
@@ -60,9 +64,27 @@ def test_model_info_json(capsys: pytest.CaptureFixture[str]) -> None:
         main(["model-info", "--genome", "nasnet-a", "--cells", "2", "--filters", "8", "--json"])
     assert exit_info.value.code == 0
     doc = json.loads(capsys.readouterr().out)
-    expected = model_stats(spaces.named_genome("nasnet-a"), 2, 8)
+    expected = model_stats(spaces.named_genome("nasnet-a"), cells=2, filters=8)
     assert (doc["params"], doc["mult_adds"], doc["layers"]) == (expected.params, expected.mult_adds, expected.layers)
     assert doc["space"] == "nasnet" and doc["image_size"] == 32
+    assert (doc["cells"], doc["filters"]) == (2, 8)
+    assert doc["network"] == {**spaces.get("nasnet").network, "cells": 2, "filters": 8}
+
+
+def test_model_info_defaults_to_the_space_standard_network(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    # NASNet: the paper's search child N = 3, F = 24 (no longer 6 x 36); NB201: the benchmark's 5 x 16.
+    for genome, space, standard in (("nasnet-a", "nasnet", (3, 24)),
+                                    ("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|", "nb201", (5, 16))):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["model-info", "--genome", genome, "--json"])
+        assert exit_info.value.code == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["space"] == space and (doc["cells"], doc["filters"]) == standard
+        assert doc["network"] == dict(spaces.get(space).network)
+        expected = model_stats(spaces.parse_genome(genome) if space == "nb201" else spaces.named_genome(genome))
+        assert (doc["params"], doc["mult_adds"], doc["layers"]) == (expected.params, expected.mult_adds, expected.layers)
 
 
 def test_model_info_reads_a_genome_file_and_rejects_bad_input(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,8 @@ from genome import NASNetSpace
 from nets.build import ModelConfigError, build_model, init_variables
 from nets.layers import conv_impl
 
+pytestmark = pytest.mark.jax
+
 # A cheap-to-compile cell pair (pools and identities, one separable conv) for the structure tests.
 LIGHT = spaces.parse_genome({
     "space": "nasnet",
@@ -125,6 +127,26 @@ def test_imagenet_stem_runs_at_a_small_resolution() -> None:
     model = build_model(LIGHT, cells=1, filters=8, num_classes=3, dataset="imagenet")
     _, logits, _ = _train_forward(model, shape=(1, 33, 33, 3))
     assert logits.shape == (1, 3) and bool(jnp.all(jnp.isfinite(logits)))
+
+
+def _shapes(model) -> object:
+    return jax.tree_util.tree_map(lambda a: a.shape, jax.eval_shape(lambda: init_variables(model, (1, 8, 8, 3))))
+
+
+def test_the_network_defaults_to_the_space_standard_one() -> None:
+    # The space builds its model (spaces.Space.model) from its standard network updated by the given keys.
+    import nets.nasnet
+    import nets.nb201
+
+    assert spaces.get("nasnet").load_model() is nets.nasnet.build
+    assert spaces.get("nb201").load_model() is nets.nb201.build
+    standard = _shapes(build_model(LIGHT, num_classes=10))
+    assert standard == _shapes(build_model(LIGHT, {"cells": 3, "filters": 24}, num_classes=10))
+    assert standard == _shapes(build_model(LIGHT, cells=3, filters=24, num_classes=10))
+    assert standard != _shapes(build_model(LIGHT, cells=3, filters=8, num_classes=10))
+    cell = spaces.parse_genome("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|")
+    assert _shapes(build_model(cell, num_classes=10)) == _shapes(build_model(cell, {"cells": 5, "filters": 16},
+                                                                             num_classes=10))
 
 
 @pytest.mark.parametrize(

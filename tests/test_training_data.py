@@ -26,6 +26,8 @@ from worker.training.data_cifar import decode_batch, load_cifar10, locate_cifar1
 from worker.training.data_imagenet import ImageNetData, decode_image
 from worker.training.errors import DataError, DatasetUnavailable
 
+pytestmark = pytest.mark.jax
+
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -1,19 +1,28 @@
-"""TrainEvaluator end to end: a work item in, real training of the genome's network on the CIFAR fixture, metrics out."""
+"""TrainEvaluator end to end: a trial in, real training of the genome's network on the CIFAR fixture, metrics out."""
 
 from __future__ import annotations
 
 import random
 import threading
 from pathlib import Path
+from typing import Any
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import pytest
 
 import spaces
+from domain import Metrics
+from tests.builders import trial
 from tests.fixtures_data import write_cifar_archive
-from worker.evaluator import EvaluationFailed, Metrics, WorkItem
+from worker.evaluator import EvaluationFailed
 from worker.evaluators import build_evaluator
 from worker.training.errors import DataError, DatasetUnavailable
 from worker.training.evaluator import TrainEvaluator, short_seed
+from worker.trial import Trial
+
+pytestmark = pytest.mark.jax
 
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|"
 #: The NB201 skeleton with one cell per stage: the cheapest real network to compile on two CPU cores.
@@ -27,9 +36,23 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def item(genome: dict[str, object], training: dict[str, object], seed: int = 7) -> WorkItem:
-    return WorkItem(experiment="t", individual_id=1, proposal_seq=0, space=str(genome["space"]), genome=genome,
-                    seed=seed, training=training)
+class SmallNet(nn.Module):
+    """Conv-BN-ReLU x2, global pooling, dense: a stand-in with the interface of nets.build models."""
+
+    dtype: Any = jnp.float32
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        for features in (8, 16):
+            x = nn.Conv(features, (3, 3), dtype=self.dtype)(x)
+            x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+            x = nn.relu(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype)(x.mean(axis=(1, 2))).astype(jnp.float32)
+
+
+def item(genome: dict[str, object], training: dict[str, object], seed: int = 7) -> Trial:
+    return trial(genome, space=str(genome["space"]), seed=seed, training=training, experiment="t")
 
 
 def test_evaluate_trains_the_genome_and_reports_every_metric(data_dir: Path, tmp_path: Path) -> None:
@@ -44,11 +67,12 @@ def test_evaluate_trains_the_genome_and_reports_every_metric(data_dir: Path, tmp
     assert metrics.params is not None and metrics.params > 1000
     assert metrics.mult_adds is not None and metrics.mult_adds > metrics.params
     assert metrics.compile_seconds > 0 and metrics.train_seconds > 0
-    assert metrics.latency_ms is not None and metrics.latency_ms > 0
+    # The orchestrator priced the latency when it proposed the child: the evaluator reports none.
+    assert metrics.latency_ms is None and metrics.fits_on_chip is None
     assert metrics.extra["steps"] == 3 * (512 // 32)
     from nets.build import model_stats
 
-    stats = model_stats(spaces.parse_genome(genome), 1, 8, image_size=16)
+    stats = model_stats(spaces.parse_genome(genome), cells=1, filters=8, image_size=16)
     assert (metrics.params, metrics.mult_adds) == (stats.params, stats.mult_adds)
     # The persistent compilation cache received the compiled steps (other workers on the host reuse them).
     assert any((tmp_path / "cache" / "jax").iterdir())
@@ -83,6 +107,11 @@ def test_default_preset_is_checked_at_start_up() -> None:
         TrainEvaluator(None, compilation_cache=False, default_preset="fast")
 
 
+def test_the_evaluator_no_longer_prices_latency() -> None:
+    with pytest.raises(TypeError, match="latency"):
+        TrainEvaluator(None, compilation_cache=False, latency=False)  # type: ignore[call-arg]
+
+
 def test_seeds_fold_into_31_bits() -> None:
     assert short_seed(0) == 0
     assert 0 <= short_seed(2**63 - 1) < 2**31
@@ -92,12 +121,11 @@ def test_seeds_fold_into_31_bits() -> None:
 def test_imagenet_through_the_evaluator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ImageNet path end to end (a stand-in network keeps it cheap); bad data met while training fails it."""
     from tests.fixtures_data import write_imagenet_folders
-    from tests.test_training_loop import SmallNet
 
     root = write_imagenet_folders(tmp_path / "imagenet", train_per_class=8, val_per_class=2)
     monkeypatch.setattr(TrainEvaluator, "_model", lambda self, genome, config, n: SmallNet(num_classes=n))
     monkeypatch.setattr(TrainEvaluator, "_mult_adds", lambda self, genome, config, n: None)
-    evaluator = TrainEvaluator(str(root), compilation_cache=False, latency=False)
+    evaluator = TrainEvaluator(str(root), compilation_cache=False)
     training = {"preset": "tiny", "dataset": "imagenet", "batch_size": 8, "epochs": 1}
     genome = {"space": "nb201", "arch": NB201_ARCH}
     metrics = evaluator.evaluate(item(genome, training), threading.Event())

@@ -30,6 +30,8 @@ from worker.training.loop import PRNG_IMPL, train_and_evaluate
 from worker.training.presets import PRESETS, TrainingConfigError, resolve_training
 from worker.training.train import kernel_mask
 
+pytestmark = pytest.mark.jax
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The loop's fast-compiling generator (XLA compiles threefry slowly on the CPU).
 KEY = jax.random.key(0, impl=PRNG_IMPL)
