@@ -128,8 +128,24 @@ def test_narrow_console_keeps_every_top_column() -> None:
 
 def test_plain_line_is_one_line_with_progress_and_best() -> None:
     line = render_plain(_snapshot())
-    assert line == ("cifar-search running | 123/500 (24.6%) | failed 7 | best 0.95 (acc 0.95, 2 ms, #101 "
+    # Progress lines show the rejected children too.
+    assert line == ("cifar-search running | 123/500 (24.6%) | failed 7 | rejected 2 | best 0.95 (acc 0.95, 2 ms, #101 "
                     "bbbbbbbbbbbbbbbb) | workers 1 | 812.5 eval/h | ETA 27m 51s")
+    assert "\n" not in line
+
+
+def test_plain_line_names_a_pause_or_the_last_failure() -> None:
+    snap = _snapshot()
+    snap["last_failure"] = "out of memory\nwhile compiling"
+    assert render_plain(snap).endswith(" | ETA 27m 51s | last failure: out of memory while compiling")
+    snap["paused_reason"] = "circuit breaker: 5 failures in a row"
+    line = render_plain(snap)
+    # A pause says why instead of the last failure.
+    assert line.endswith(" | circuit breaker: 5 failures in a row") and "last failure" not in line
+    snap["paused_reason"] = "x" * 500
+    assert len(render_plain(snap).rsplit(" | ", 1)[1]) == 160
+    # A table run completes more than one evaluation a second: the rate is per second then.
+    assert "| 2.0 eval/s |" in render_plain({**_snapshot(), "evaluations_per_hour": 7200.0})
 
 
 def test_schema_checker_names_each_problem() -> None:
