@@ -20,10 +20,10 @@ from typing import Any
 # the user asks for it (read when grpc is first imported).
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-import click  # noqa: E402
-import typer  # noqa: E402
+import click
+import typer
 
-from cli.errors import user_error_types  # noqa: E402
+from cli.errors import user_error_types
 
 app = typer.Typer(
     name="amoeba",
