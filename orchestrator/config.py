@@ -8,8 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import spaces
 from domain import ExperimentSpec, InvalidArgument
 from domain.errors import AmoebaError
@@ -39,8 +37,33 @@ def _int(data: dict[str, Any], key: str, low: int, high: int) -> int:
     return value
 
 
+#: A spec travels in every lease: well under the 4 MiB a gRPC message may carry, with room for the genome.
+MAX_SPEC_JSON_BYTES = 256 * 1024
+#: Values counted (shared YAML references each time) and nesting allowed in a spec's free-form sections.
+MAX_VALUES, MAX_DEPTH = 20_000, 32
+
+
+def _bounded(key: str, value: Any) -> None:
+    """InvalidArgument when ``value`` expands to more than MAX_VALUES values or MAX_DEPTH levels (counted
+    without building the expansion, which for a YAML alias bomb would not fit in memory)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise InvalidArgument(f"{key} holds more than {MAX_VALUES:,} values; an experiment config is small")
+        if depth > MAX_DEPTH:
+            raise InvalidArgument(f"{key} is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend((v, depth + 1) for v in node)
+
+
 def _plain_json(key: str, value: Any) -> Any:
     # NaN and infinities are not JSON: stored, they would break every later encoding of the spec.
+    _bounded(key, value)
     try:
         return json.loads(json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False))
     except (TypeError, ValueError, RecursionError):
@@ -115,7 +138,7 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         raise InvalidArgument(f"lease_timeout_s must be between 0.01 and 604800 seconds, got {timeout}")
     attempts = _int(values, "max_attempts", 1, 1000) if "max_attempts" in values else 3
     breaker = _int(values, "max_consecutive_failures", 0, 1_000_000) if "max_consecutive_failures" in values else 25
-    return ExperimentSpec(
+    spec = ExperimentSpec(
         name=exp_name,
         space=space.name,
         population_size=population,
@@ -131,6 +154,12 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         max_attempts=attempts,
         max_consecutive_failures=breaker,
     )
+    size = len(canonical_json(spec_to_dict(spec)))
+    if size > MAX_SPEC_JSON_BYTES:
+        # Every lease carries the training settings: a spec that cannot travel would leave all work unleasable.
+        raise InvalidArgument(f"the experiment config is {size:,} bytes as JSON; at most {MAX_SPEC_JSON_BYTES:,} "
+                              "fit in the work messages sent to workers")
+    return spec
 
 
 def _check_table(space: Space, training: dict[str, Any]) -> None:
@@ -177,22 +206,14 @@ def spec_from_json(text: str) -> ExperimentSpec:
 
 
 def load_spec_file(path: str | Path, *, name: str | None = None) -> ExperimentSpec:
-    """Read a YAML or JSON file (JSON is YAML) and validate it."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read config {p}: {exc.strerror or exc}") from None
-    return parse_spec(parse_config_text(text, str(p)), name=name)
+    """Read a YAML or JSON config file, or a shipped config by name, and validate it."""
+    from configs import load_config
 
-
-def parse_config_text(text: str, where: str = "config") -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InvalidArgument(f"{where} is not valid YAML/JSON{at}") from None
+        data = load_config(path)
+    except AmoebaError as exc:
+        raise InvalidArgument(str(exc)) from None
+    return parse_spec(data, name=name)
 
 
 def experiment_context(spec: ExperimentSpec) -> tuple[Space, Algorithm[Any], Objective, LatencySettings]:
