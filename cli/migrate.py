@@ -35,7 +35,7 @@ def migrate(
     except (ArgumentError, ValueError) as exc:
         raise UserError(f"bad database URL {db_url!r}: {exc}") from None
     except StoreError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"cannot migrate {db_url}: {exc}") from None
     doc = {"database": shown, "previous": before, "revision": after, "head": head_revision(), "changed": before != after}
     if as_json:
         print(json.dumps(doc, sort_keys=True))

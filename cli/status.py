@@ -20,13 +20,13 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
 
 
-def open_readmodel(db_url: str) -> Any:
+def open_readmodel(db_url: str, follow: bool = False) -> Any:
     """A read-only ReadModel over ``db_url``, with every way of failing as one user-facing line."""
     from db import SchemaOutOfDate
     from orchestrator.readmodel import ReadModel
 
     try:
-        return ReadModel(db_url)
+        return ReadModel(db_url, follow=follow)
     except (SchemaOutOfDate, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
     except (AmoebaError, ValueError) as exc:
@@ -94,7 +94,7 @@ def status(
             raise
     else:
         assert db_url is not None
-        model = open_readmodel(db_url)
+        model = open_readmodel(db_url, follow=watch)
         closer = model.close
         name = experiment or domain_call(lambda: model.experiment(None).name)
 

@@ -3,6 +3,7 @@ that the status view, time travel and exports need (all bounded by an index rang
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,10 +34,21 @@ class FrontPoint:
     latency_ms: float
 
 
-def readonly_engine(url: str) -> Engine:
+def _sqlite_read_mode(path: Path) -> str:
+    """``immutable=1`` when nothing can be changing the file: no write-ahead log beside it (a live writer
+    keeps one) or read-only media. Such a file is read without creating ``-wal``/``-shm`` files, which
+    ``mode=ro`` would leave beside a copied database (and cannot create on read-only media). With a
+    ``-wal`` file a writer may be live: ``mode=ro`` then reads its committed changes too."""
+    wal = path.with_name(path.name + "-wal")
+    writable = os.access(path.parent, os.W_OK)
+    return "immutable=1" if not wal.exists() or not writable else "mode=ro"
+
+
+def readonly_engine(url: str, *, follow: bool = False) -> Engine:
     """An engine that can only read: SQLite opened with ``mode=ro``, PostgreSQL in read-only transactions.
 
-    A SQLite path must name an existing file (read-only mode never creates one).
+    A SQLite path must name an existing file (read-only mode never creates one). ``follow`` (a watch that
+    re-reads for a long time) always opens SQLite in ``mode=ro``, which sees later writes.
     """
     url = normalize_url(url)
     parsed = make_url(url)
@@ -48,7 +60,7 @@ def readonly_engine(url: str) -> Engine:
         if not path.is_file():
             raise FileNotFoundError(f"no database file {path}")
         engine = create_engine(
-            f"sqlite:///file:{path.as_posix()}?mode=ro&uri=true",
+            f"sqlite:///file:{path.as_posix()}?{'mode=ro' if follow else _sqlite_read_mode(path)}&uri=true",
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
         )
 
@@ -76,12 +88,13 @@ def readonly_engine(url: str) -> Engine:
 class ReadOnlyDatabase:
     """A store database opened for reading only: ``store`` (the StoreTx contract) plus extra queries."""
 
-    def __init__(self, url: str, *, check: bool = True) -> None:
+    def __init__(self, url: str, *, check: bool = True, follow: bool = False) -> None:
         self.url = url
-        self.engine = readonly_engine(url)
+        self.engine = readonly_engine(url, follow=follow)
         try:
             if check:
-                check_schema(self.engine)
+                # Messages name the user's URL, not the read-only one the engine was opened with.
+                check_schema(self.engine, display_url=url)
             self.store = SqlStore(self.engine)
         except BaseException:
             self.engine.dispose()

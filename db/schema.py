@@ -9,10 +9,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from db.engine import make_engine, normalize_url
-from db.repository import SchemaOutOfDate, StoreUnavailable
+from db.repository import SchemaOutOfDate, StoreError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -36,6 +36,11 @@ def head_revision() -> str:
     return head
 
 
+def not_a_database(exc: DatabaseError) -> StoreError:
+    """The error for a file that SQLite cannot read as a database (a text file, random bytes, ...)."""
+    return StoreError(f"not an Amoeba database ({_one_line(exc.orig)})")
+
+
 def current_revision(url_or_engine: str | Engine) -> str | None:
     """The revision the database is at (None for an empty database)."""
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
@@ -44,6 +49,8 @@ def current_revision(url_or_engine: str | Engine) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:
         raise StoreUnavailable(f"cannot open database: {_one_line(exc.orig)}") from None
+    except DatabaseError as exc:
+        raise not_a_database(exc) from None
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
@@ -60,17 +67,23 @@ def upgrade(url: str) -> str:
         command.upgrade(alembic_config(url), "head")
     except OperationalError as exc:
         raise StoreUnavailable(f"cannot migrate database: {_one_line(exc.orig)}") from None
+    except DatabaseError as exc:
+        raise not_a_database(exc) from None
     revision = current_revision(url)
     assert revision is not None
     return revision
 
 
-def check_schema(url_or_engine: str | Engine) -> str:
-    """Return the head revision, or raise SchemaOutOfDate naming ``amoeba migrate`` when not at head."""
+def check_schema(url_or_engine: str | Engine, display_url: str | None = None) -> str:
+    """Return the head revision, or raise SchemaOutOfDate naming ``amoeba migrate`` when not at head.
+
+    ``display_url`` is the URL the user gave, for messages (an engine may be opened with another one).
+    """
     current = current_revision(url_or_engine)
     head = head_revision()
     if current != head:
-        url = url_or_engine if isinstance(url_or_engine, str) else url_or_engine.url.render_as_string(hide_password=True)
+        url = display_url or (url_or_engine if isinstance(url_or_engine, str)
+                              else url_or_engine.url.render_as_string(hide_password=True))
         if current is not None and not is_known(current):
             raise SchemaOutOfDate(f"database {url} is at schema revision {current}, newer than this version of Amoeba "
                                   f"knows (it ends at {head}): upgrade Amoeba to open it")

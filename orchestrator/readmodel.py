@@ -31,8 +31,8 @@ FRONT_WINDOW = 10_000
 class ReadModel:
     """Queries over one database opened read-only (``close`` when done)."""
 
-    def __init__(self, url: str) -> None:
-        self.db = ReadOnlyDatabase(url)
+    def __init__(self, url: str, *, follow: bool = False) -> None:
+        self.db = ReadOnlyDatabase(url, follow=follow)
         self.service = OrchestratorService(self.db.store)
 
     def close(self) -> None:
