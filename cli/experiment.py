@@ -234,7 +234,7 @@ def fork(
 ) -> None:
     """Continue an experiment from its state at event SEQ as a new experiment (e.g. with another P or S).
 
-    JSON: ``{"name", "id", "source", "at", "seeded": [source proposal numbers], "target", "spec"}``.
+    With --json it prints an object with name, id, source, at, seeded (the source's proposal numbers of the members copied), target and spec.
     """
     from db import open_store
     from orchestrator.fork import ForkRequest, fork_experiment

@@ -31,6 +31,7 @@ def replay(
     verify: Annotated[bool, typer.Option("--verify", help="re-derive every proposal from the seed and the event log")] = False,
     at: Annotated[int | None, typer.Option("--at", help="show the status as of event number SEQ (time travel)")] = None,
     export: Annotated[str | None, typer.Option("--export", help="write history, lineage, population timeline (CSV, JSON) and PNG plots to DIR")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="with --export: replace another experiment's results in DIR")] = False,
     top: Annotated[int, typer.Option(help="with --at: how many of the best individuals to list")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON (see the module's schema)")] = False,
 ) -> None:
@@ -63,7 +64,7 @@ def replay(
 
                 Console().print(render_status(doc))
         if export:
-            out["export"] = _export(model, exp, Path(export), quiet=as_json)
+            out["export"] = _export(model, exp, Path(export), db_url, quiet=as_json, overwrite=overwrite)
     finally:
         model.close()
     if as_json:
@@ -72,11 +73,14 @@ def replay(
         sys.exit(1)
 
 
-def _export(model: Any, exp: Any, directory: Path, quiet: bool) -> dict[str, Any]:
-    from ui.export import export_experiment
+def _export(model: Any, exp: Any, directory: Path, db_url: str, quiet: bool, overwrite: bool = False) -> dict[str, Any]:
+    from cli.up import shown_database
+    from ui.export import claim_folder, export_experiment
 
     if directory.exists() and not directory.is_dir():
         raise UserError(f"--export {directory} exists and is not a folder")
+    claim_folder(directory, {"database": shown_database(db_url), "experiment": exp.name},
+                 overwrite)
     spec = model.spec(exp)
     records = domain_call(lambda: model.records(exp.name))
     try:

@@ -45,6 +45,8 @@ STOP_GRACE_S = 20.0
 #: The experiment ``amoeba up`` falls back to offline: a tabular benchmark needs no data.
 TABLE_CONFIG = "nb201-table"
 BUILTIN_EVALUATORS = ("train", "table")
+#: Set for the workers `amoeba up` starts: the process they must not outlive.
+PARENT_PID_ENV = "AMOEBA_PARENT_PID"
 
 
 def register(app: typer.Typer) -> None:
@@ -247,7 +249,9 @@ class _Workers:
                 cmd += ["--data-dir", data_dir]
             # The token goes through the environment: argv is visible to every user of the machine.
             tuning = TRAINING_MALLOC_ENV if evaluator == "train" else {}
-            env = {**tuning, **os.environ, **extra, "AMOEBA_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+            env = {**tuning, **os.environ, **extra, "AMOEBA_TOKEN": token, "PYTHONUNBUFFERED": "1",
+                   # The worker dies with this process, even when it is SIGKILLed (cli.worker watches it).
+                   PARENT_PID_ENV: str(os.getpid())}
             with self.logs[i].open("ab") as log:
                 self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env))
 
@@ -271,12 +275,20 @@ class _Workers:
                 p.wait()
 
     def last_error(self) -> str:
-        """The last line a worker wrote (what made it exit), for a one-line error."""
+        """What made the workers exit, for a one-line error: a signal that killed one, or a log's last line."""
+        for proc, log in zip(self.procs, self.logs, strict=True):
+            code = proc.poll()
+            if code is not None and code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = f"signal {-code}"
+                return f"worker {log.stem} was killed by {name} (log: {log})"
         for log in self.logs:
             lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.exists() else []
             if lines:
                 return f"{lines[-1].strip()} (log: {log})"
-        return "no output"
+        return "the workers exited without a word (logs: " + ", ".join(str(log) for log in self.logs) + ")"
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -286,6 +298,13 @@ def _sqlite_path(url: str) -> Path | None:
 
     u = make_url(normalize_url(url))
     return Path(u.database).resolve() if u.get_backend_name() == "sqlite" and u.database else None
+
+
+def shown_database(url: str) -> str:
+    """The database as printed and recorded: a SQLite file's absolute path, else the URL without its password
+    (logs and terminals are shared; the user knows it)."""
+    where = _sqlite_path(url)
+    return str(where) if where is not None else _hide_password(url)
 
 
 def _hide_password(url: str) -> str:
@@ -359,6 +378,7 @@ def up(
     db_url: Annotated[str, typer.Option("--db", help="database URL or SQLite file (migrated automatically)")] = DEFAULT_DB,
     name: Annotated[str | None, typer.Option(help="experiment name (default: the config's); the same name resumes")] = None,
     results: Annotated[str, typer.Option(help="folder for worker logs and the final exports (a subfolder per experiment)")] = DEFAULT_RESULTS,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace results another database left in the experiment's results folder")] = False,
     interval: Annotated[float, typer.Option(help="seconds between status refreshes")] = 1.0,
     export: Annotated[bool, typer.Option("--export/--no-export", help="write the replay exports and plots when the experiment completes")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="progress on stderr, one JSON summary on stdout")] = False,
@@ -374,6 +394,8 @@ def up(
         raise UserError("--interval must be > 0")
     if data_dir and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
+    if Path(results).exists() and not Path(results).is_dir():
+        raise UserError(f"--results {results} exists and is not a folder")
     console = Console(stderr=as_json)
     err = Console(stderr=True)
     from db import upgrade
@@ -397,7 +419,8 @@ def up(
             err.print(f"amoeba: {chosen.fallback}; running the NAS-Bench-201 table experiment instead (no training). "
                       f"To train for real: put cifar-10-python.tar.gz in {default_cifar_cache()} (or pass --data-dir DIR) "
                       f"and run `amoeba up --evaluator train`.", markup=False, highlight=False, soft_wrap=True)
-        _run(service, chosen, workers, data_dir, db_url, Path(results), interval, export, as_json, console, err)
+        _run(service, chosen, workers, data_dir, db_url, Path(results), interval, export, as_json, console, err,
+             overwrite)
     finally:
         service.store.close()
 
@@ -434,21 +457,23 @@ def _default_cifar_url() -> str:
 
 
 def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None, db_url: str, results: Path,
-         interval: float, export: bool, as_json: bool, console: Any, err: Any) -> None:
+         interval: float, export: bool, as_json: bool, console: Any, err: Any, overwrite: bool = False) -> None:
     from orchestrator.server import ServerConfig, start
+    from ui.export import claim_folder
     from ui.live import finished, follow
 
     spec = chosen.spec
     started = time.monotonic()
+    shown_db = shown_database(db_url)
+    out_dir = results / spec.name
+
+    # Worker logs and exports of this experiment of this database only: a same-named run elsewhere keeps its own.
+    claim_folder(out_dir, {"database": shown_db, "experiment": spec.name}, overwrite)
     exp, resumed = _existing_or_new(service, spec)
-    where = _sqlite_path(db_url)
-    # Never print a database password (logs and terminals are shared); the user knows it.
-    shown_db = str(where) if where is not None else _hide_password(db_url)
     verb = "resuming" if resumed else "created"
     err.print(f"amoeba up: {verb} experiment {spec.name} ({spec.space}, {spec.algorithm}, P={spec.population_size}, "
               f"S={spec.sample_size}, C={spec.evaluations}, evaluator {chosen.evaluator}) in {shown_db}",
               markup=False, highlight=False, soft_wrap=True)
-    out_dir = results / spec.name
     envs: list[dict[str, str]] = []
     if exp.state != "done":
         accel = local_accelerators() if chosen.evaluator == "train" else []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Annotated, Any
@@ -39,6 +40,30 @@ def _sleep_range(text: str | None) -> tuple[float, float] | None:
         return parse_sleep(numbers[0] if len(numbers) == 1 else numbers)
     except ValueError as exc:
         raise UserError(f"--sleep must be SECONDS or LOW,HIGH: {exc}") from None
+
+
+def follow_parent(pid: int, on_gone: Any, poll_s: float = 0.5) -> None:
+    """Stop the worker when process ``pid`` (the ``amoeba up`` that started it) is gone, however it died.
+
+    On Linux the kernel sends SIGTERM at once (``PR_SET_PDEATHSIG``); everywhere a thread also notices the
+    worker being handed to another parent and calls ``on_gone``.
+    """
+    import contextlib
+    import ctypes
+    import threading
+
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the thread below is enough
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG = 1
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == pid:
+            time.sleep(poll_s)
+        logging.getLogger(__name__).warning("the process that started this worker (pid %d) is gone: stopping", pid)
+        on_gone()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def worker(
@@ -88,6 +113,9 @@ def worker(
     loop = Worker(client, chosen, config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: loop.request_stop())
+    parent = os.environ.get("AMOEBA_PARENT_PID", "")
+    if parent.isdigit():
+        follow_parent(int(parent), loop.request_stop)
     try:
         summary = loop.run()
     except ServerUnreachable as exc:

@@ -8,14 +8,63 @@ CSV and an object in JSON.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from domain.errors import AmoebaError
 from ui.derive import lineage, population_timeline
+
+#: The file in an export folder that says whose results it holds.
+SOURCE_FILE = ".amoeba-source.json"
+
+
+class ExportConflict(AmoebaError):
+    """The export folder holds the results of another experiment or database."""
+
+
+def claim_folder(out_dir: str | Path, source: Mapping[str, Any], overwrite: bool = False) -> None:
+    """Make ``out_dir`` the results folder of ``source`` (database, experiment, created_at): refuse, unless
+    ``overwrite``, a folder that holds another source's results; an empty or own folder is fine."""
+    d = Path(out_dir)
+    if d.exists() and not d.is_dir():
+        raise ExportConflict(f"{d} exists and is not a folder")
+    marker = d / SOURCE_FILE
+    wanted = dict(source)
+    if marker.is_file() and not overwrite:
+        try:
+            held = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            held = None
+        if held != wanted:
+            what = (f"experiment {held.get('experiment')!r} of {held.get('database')}" if isinstance(held, dict)
+                    else "another experiment")
+            raise ExportConflict(f"{d} holds the results of {what}; pass another folder, or --overwrite to "
+                                 "replace them")
+    elif not marker.exists() and d.is_dir() and any(d.iterdir()) and not overwrite:
+        raise ExportConflict(f"{d} is not empty and holds no Amoeba results; pass another folder, or --overwrite")
+    d.mkdir(parents=True, exist_ok=True)
+    with atomic_write(marker) as fh:
+        fh.write(json.dumps(wanted, sort_keys=True, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write ``path`` through a temporary file renamed over it: a crash leaves the old file or the new one."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with (tmp.open(mode) if "b" in mode else tmp.open(mode, newline="", encoding="utf-8")) as fh:
+            yield fh
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 HISTORY_COLUMNS: tuple[str, ...] = (
     "proposal_seq", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy",
@@ -49,8 +98,7 @@ def write_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], csv_p
     materialised = [{c: r.get(c) for c in columns} for r in rows]
     written = []
     out = Path(csv_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_write(out) as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
         for r in materialised:
@@ -60,7 +108,8 @@ def write_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], csv_p
         jout = Path(json_path)
         # One object per line: readable, diffable, and the C encoder (indent= would fall back to pure Python).
         lines = (json.dumps({c: _json_value(r[c]) for c in columns}) for r in materialised)
-        jout.write_text("[\n" + ",\n".join(lines) + "\n]\n", encoding="utf-8")
+        with atomic_write(jout) as jfh:
+            jfh.write("[\n" + ",\n".join(lines) + "\n]\n")
         written.append(jout)
     return written
 
@@ -126,8 +175,11 @@ def export_experiment(
         out[p.stem + p.suffix.replace(".", "_")] = str(p)
     done = [r for r in records if r.get("state", "completed") == "completed" and r.get("fitness") is not None]
     if created_at is not None and all(r.get("completed_at") is not None for r in done):
-        pts = [((float(r["completed_at"]) - created_at) / 3600.0, float(r["fitness"])) for r in done]
-        x_label = "hours since the experiment was created"
+        span = max((float(r["completed_at"]) - created_at for r in done), default=0.0)
+        # The unit follows the run: a two-second table run in hours would read 0.0006.
+        unit, scale = ("seconds", 1.0) if span < 120 else ("minutes", 60.0) if span < 7200 else ("hours", 3600.0)
+        pts = [((float(r["completed_at"]) - created_at) / scale, float(r["fitness"])) for r in done]
+        x_label = f"{unit} since the experiment was created"
     else:
         done.sort(key=lambda r: (r.get("completion_rank") is None, r.get("completion_rank") or 0, r["proposal_seq"]))
         pts = [(float(i), float(r["fitness"])) for i, r in enumerate(done)]

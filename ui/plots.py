@@ -22,10 +22,12 @@ def _finite(*values: float | None) -> bool:
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
+    from ui.export import atomic_write
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(out, format="png", dpi=DPI)
+    with atomic_write(out, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=DPI)
     return out
 
 
