@@ -17,6 +17,12 @@ class GenomeError(AmoebaError, ValueError):
     """A genome (or its JSON) is malformed; the message says what is wrong."""
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages quote what they were given, which may be huge."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def canonical_json(obj: Any) -> str:
     """Deterministic JSON: sorted keys, no whitespace, so equal genomes serialize to equal bytes."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -96,4 +102,4 @@ def check_decisions(space: SearchSpace[Any], decisions: Sequence[int]) -> None:
             raise GenomeError(f"decision sequence of {space.name} has {len(decisions) - i} decisions too many")
         value = decisions[i]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < nxt.choices:
-            raise GenomeError(f"decision {i} ({nxt.kind}) must be in 0..{nxt.choices - 1}, got {value!r}")
+            raise GenomeError(f"decision {i} ({nxt.kind}) must be in 0..{nxt.choices - 1}, got {shown(value)}")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from genome.base import Decision, GenomeError, check_decisions, fingerprint_of
+from genome.base import Decision, GenomeError, check_decisions, fingerprint_of, shown
 
 #: The op list of the paper, in the paper's order. Names are shared with the Flax op table and the
 #: latency simulator (a test keeps the three in step).
@@ -110,14 +110,14 @@ class NASNetGenome:
             return self.normal
         if kind == "reduction":
             return self.reduction
-        raise GenomeError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+        raise GenomeError(f"unknown cell kind {shown(kind)}; expected one of {CELL_KINDS}")
 
     def replace_cell(self, kind: str, cell: Cell) -> NASNetGenome:
         if kind == "normal":
             return NASNetGenome(cell, self.reduction)
         if kind == "reduction":
             return NASNetGenome(self.normal, cell)
-        raise GenomeError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+        raise GenomeError(f"unknown cell kind {shown(kind)}; expected one of {CELL_KINDS}")
 
     def to_json(self) -> dict[str, Any]:
         return {"space": "nasnet", "normal": self.normal.to_json(), "reduction": self.reduction.to_json()}
@@ -132,13 +132,13 @@ class NASNetGenome:
 
 def _parse_op(value: Any, where: str) -> str:
     if not isinstance(value, str) or value not in NASNET_OPS:
-        raise GenomeError(f"{where}: unknown op {value!r}; expected one of {', '.join(NASNET_OPS)}")
+        raise GenomeError(f"{where}: unknown op {shown(value)}; expected one of {', '.join(NASNET_OPS)}")
     return value
 
 
 def _parse_input(value: Any, k: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise GenomeError(f"{where}: input must be an integer hidden-state index, got {value!r}")
+        raise GenomeError(f"{where}: input must be an integer hidden-state index, got {shown(value)}")
     limit = NUM_INPUTS + k
     if not 0 <= value < limit:
         raise GenomeError(
@@ -165,7 +165,7 @@ def _parse_cell(data: Any, kind: str) -> Cell:
         sides = []
         for side_name, side in zip(("left", "right"), combo, strict=True):
             if not isinstance(side, list) or len(side) != 2:
-                raise GenomeError(f"{where}, {side_name}: must be [input, op], got {side!r}")
+                raise GenomeError(f"{where}, {side_name}: must be [input, op], got {shown(side)}")
             sides.append((_parse_input(side[0], k, f"{where}, {side_name}"), _parse_op(side[1], f"{where}, {side_name}")))
         parsed.append(Combination(sides[0][0], sides[0][1], sides[1][0], sides[1][1]))
     extras_raw = data.get("extra_outputs", [])
@@ -206,7 +206,7 @@ class NASNetSpace:
         if not isinstance(data, dict):
             raise GenomeError(f"a nasnet genome must be a JSON object, got {type(data).__name__}")
         if data.get("space", "nasnet") != "nasnet":
-            raise GenomeError(f"genome is of space {data.get('space')!r}, not 'nasnet'")
+            raise GenomeError(f"genome is of space {shown(data.get('space'))}, not 'nasnet'")
         unknown = set(data) - {"space", "normal", "reduction"}
         if unknown:
             raise GenomeError(f"nasnet genome has unknown keys: {', '.join(sorted(unknown))}")

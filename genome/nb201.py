@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from genome.base import Decision, GenomeError, check_decisions, fingerprint_of
+from genome.base import Decision, GenomeError, check_decisions, fingerprint_of, shown
 
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -54,20 +54,20 @@ def parse_arch_str(text: Any) -> NB201Genome:
         raise GenomeError(f"an NB201 arch string must be a string, got {type(text).__name__}")
     blocks = text.split("+")
     if len(blocks) != 3:
-        raise GenomeError(f"NB201 arch string must have 3 '+'-separated node blocks, got {len(blocks)}: {text!r}")
+        raise GenomeError(f"NB201 arch string must have 3 '+'-separated node blocks, got {len(blocks)}: {shown(text)}")
     ops: list[str] = []
     for node, block in enumerate(blocks, start=1):
         if not (block.startswith("|") and block.endswith("|")) or len(block) < 2:
-            raise GenomeError(f"node {node} block must be wrapped in '|': {block!r}")
+            raise GenomeError(f"node {node} block must be wrapped in '|': {shown(block)}")
         edges = block[1:-1].split("|")
         if len(edges) != node:
-            raise GenomeError(f"node {node} must have {node} incoming edges, got {len(edges)}: {block!r}")
+            raise GenomeError(f"node {node} must have {node} incoming edges, got {len(edges)}: {shown(block)}")
         for src, edge in enumerate(edges):
             op, sep, idx = edge.partition("~")
             if not sep or idx != str(src):
-                raise GenomeError(f"node {node}, edge {src}: expected 'op~{src}', got {edge!r}")
+                raise GenomeError(f"node {node}, edge {src}: expected 'op~{src}', got {shown(edge)}")
             if op not in NB201_OPS:
-                raise GenomeError(f"node {node}, edge {src}: unknown op {op!r}; expected one of {', '.join(NB201_OPS)}")
+                raise GenomeError(f"node {node}, edge {src}: unknown op {shown(op)}; expected one of {', '.join(NB201_OPS)}")
             ops.append(op)
     return NB201Genome(tuple(ops))
 
@@ -86,7 +86,7 @@ class NB201Space:
         if not isinstance(data, dict):
             raise GenomeError(f"an nb201 genome must be a JSON object or arch string, got {type(data).__name__}")
         if data.get("space", "nb201") != "nb201":
-            raise GenomeError(f"genome is of space {data.get('space')!r}, not 'nb201'")
+            raise GenomeError(f"genome is of space {shown(data.get('space'))}, not 'nb201'")
         unknown = set(data) - {"space", "arch"}
         if unknown:
             raise GenomeError(f"nb201 genome has unknown keys: {', '.join(sorted(unknown))}")

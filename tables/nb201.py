@@ -46,6 +46,26 @@ def default_table_path() -> Path:
 _CACHE: dict[str, Table] = {}
 
 
+def _read_rows(p: Path, reader: csv.DictReader[str], rows: dict[NB201Genome, dict[str, float]]) -> tuple[str, ...]:
+    header = tuple(reader.fieldnames or ())
+    if "arch_str" not in header:
+        raise TableError(f"table {p} must have an 'arch_str' column")
+    numeric = tuple(c for c in header if c != "arch_str")
+    for lineno, raw in enumerate(reader, start=2):
+        try:
+            genome = parse_arch_str(raw["arch_str"])
+        except GenomeError as exc:
+            raise TableError(f"{p}:{lineno}: {exc}") from None
+        values: dict[str, float] = {}
+        for c in numeric:
+            try:
+                values[c] = float(raw[c])
+            except (TypeError, ValueError):
+                values[c] = math.nan
+        rows[genome] = values
+    return numeric
+
+
 def load_table(path: str | Path | None = None) -> Table:
     """Read (and cache) a table; numeric columns become floats, ``arch_str`` becomes the genome key."""
     p = Path(path) if path is not None else default_table_path()
@@ -55,24 +75,15 @@ def load_table(path: str | Path | None = None) -> Table:
     if not p.is_file():
         raise TableError(f"table file not found: {p}")
     rows: dict[NB201Genome, dict[str, float]] = {}
-    with p.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = tuple(reader.fieldnames or ())
-        if "arch_str" not in header:
-            raise TableError(f"table {p} must have an 'arch_str' column")
-        numeric = tuple(c for c in header if c != "arch_str")
-        for lineno, raw in enumerate(reader, start=2):
-            try:
-                genome = parse_arch_str(raw["arch_str"])
-            except GenomeError as exc:
-                raise TableError(f"{p}:{lineno}: {exc}") from None
-            values: dict[str, float] = {}
-            for c in numeric:
-                try:
-                    values[c] = float(raw[c])
-                except (TypeError, ValueError):
-                    values[c] = math.nan
-            rows[genome] = values
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            numeric = _read_rows(p, csv.DictReader(fh), rows)
+    except UnicodeDecodeError:
+        raise TableError(f"table {p} is not a UTF-8 CSV file") from None
+    except csv.Error as exc:
+        raise TableError(f"table {p} is not a readable CSV file ({exc})") from None
+    except OSError as exc:
+        raise TableError(f"cannot read table {p}: {exc.strerror or exc}") from None
     table = Table(str(p), numeric, rows)
     _CACHE[key] = table
     return table
