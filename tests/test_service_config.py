@@ -76,8 +76,63 @@ def test_missing_keys_and_bad_files(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n")
     with pytest.raises(InvalidArgument, match="not valid YAML/JSON at line"):
         load_spec_file(bad)
-    with pytest.raises(InvalidArgument, match="cannot read config"):
+    with pytest.raises(InvalidArgument, match="no config file .*absent.yaml.* and no shipped config"):
         load_spec_file(tmp_path / "absent.yaml")
+    # A shipped config is found by name, as `amoeba up --config` finds it.
+    assert load_spec_file("nb201-table").name == "nb201-table"
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe n\x00a\x00")
+    with pytest.raises(InvalidArgument, match="is not UTF-8 text"):
+        load_spec_file(binary)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("name: x\n" + "#" * (1024 * 1024 + 1))
+    with pytest.raises(InvalidArgument, match="at most 1,048,576"):
+        load_spec_file(huge)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(InvalidArgument, match="nested too deeply"):
+        load_spec_file(deep)
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    lines = ["name: bomb", "space: nb201", "population: 3", "sample: 2", "evaluations: 5", "training:",
+             '  a: &a ["x","x","x","x","x","x","x","x","x"]']
+    previous = "a"
+    for level in "bcdefgh":  # 9^8 = 43 million strings once expanded
+        lines.append(f"  {level}: &{level} [" + ",".join([f"*{previous}"] * 9) + "]")
+        previous = level
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidArgument, match="more than 20,000 values"):
+        load_spec_file(bomb)
+    aliases = tmp_path / "aliases.yaml"
+    aliases.write_text("name: many\nspace: nb201\npopulation: 3\nsample: 2\nevaluations: 5\ntraining:\n"
+                       "  a: &a 1\n  b: [" + ", ".join(["*a"] * 101) + "]\n")
+    with pytest.raises(InvalidArgument, match="more than 100 YAML aliases"):
+        load_spec_file(aliases)
+
+
+def test_a_spec_too_large_for_a_work_message_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="fit in the work messages"):
+        parse_spec({**BASE, "training": {"blob": "x" * 300_000}})
+    with pytest.raises(InvalidArgument, match="nested more than 32 levels"):
+        nested: dict[str, object] = {}
+        node = nested
+        for _ in range(40):
+            node["x"] = {}
+            node = node["x"]  # type: ignore[assignment]
+        parse_spec({**BASE, "training": nested})
+
+
+def test_training_table_columns_are_checked_when_the_experiment_is_created() -> None:
+    nb201 = {**BASE, "space": "nb201"}
+    with pytest.raises(InvalidArgument, match="training.table.column 'nonexistent' is not a column of the nb201 table"):
+        parse_spec({**nb201, "training": {"table": {"column": "nonexistent"}}})
+    with pytest.raises(InvalidArgument, match="no tabular benchmark"):
+        parse_spec({**BASE, "training": {"table": {}}})
+    with pytest.raises(InvalidArgument, match="unknown keys: colum"):
+        parse_spec({**nb201, "training": {"table": {"colum": "c10v_valid_acc_12ep"}}})
+    assert parse_spec({**nb201, "training": {"table": {"column": "c10v_valid_acc_200ep"}}}).training["table"]
 
 
 def test_shipped_configs_load_by_name_or_path() -> None:
