@@ -75,6 +75,15 @@ def _harden(command: Any) -> None:
         descriptor = getattr(param, "type_descriptor", None)
         if descriptor is not None and descriptor.annotation is float:
             param.callback = _finite(param.callback)
+    original_help = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = original_help(ctx)  # made afresh on every call, so fixed here rather than in params
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
     for sub in getattr(command, "commands", {}).values():
         _harden(sub)
 
