@@ -131,6 +131,7 @@ def worker(
     else:
         print(
             f"worker {summary.worker_id}: {summary.evaluated} evaluated, {summary.failed} failed, "
-            f"{summary.dropped} dropped, {summary.released} released ({summary.exit_reason})",
+            f"{summary.stopped} stopped early, {summary.dropped} dropped, {summary.released} released "
+            f"({summary.exit_reason})",
             file=sys.stderr,
         )

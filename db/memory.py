@@ -149,6 +149,10 @@ class MemoryTx:
     def by_completion_rank(self, experiment_id: int, rank: int) -> IndividualRecord | None:
         return next((i for i in self._of(experiment_id) if i.completion_rank == rank), None)
 
+    def leased(self, experiment_id: int, limit: int) -> list[IndividualRecord]:
+        rows = [i for i in self._of(experiment_id) if i.state == "leased"]
+        return sorted(rows, key=lambda i: (i.lease_deadline or 0.0, i.id))[:limit]
+
     def completions(self, experiment_id: int, from_rank: int, limit: int) -> list[IndividualRecord]:
         done = [i for i in self._of(experiment_id) if i.completion_rank is not None and i.completion_rank >= from_rank]
         return sorted(done, key=lambda i: i.completion_rank or 0)[:limit]

@@ -49,6 +49,11 @@ class ExperimentRow(Base):
     paused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_failure: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Children the early-stopping rule stopped (revision 0003).
+    stopped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ranked: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    completed_train_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    stopped_train_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class IndividualRow(Base):
@@ -85,6 +90,11 @@ class IndividualRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     leased_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The last progress report kept (revision 0003): what `amoeba status` shows of a child in training.
+    epochs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    progress_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    progress_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    progress_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     # Partial indexes hold only the rows a hot query wants, so most writes touch few index pages
     # (every page a commit dirties is appended to SQLite's WAL). Queries repeat each index's predicate

@@ -62,6 +62,10 @@ class ExperimentRecord:
     paused_reason: str | None = None
     consecutive_failures: int = 0
     last_failure: str | None = None
+    stopped: int = 0
+    ranked: int = 0
+    completed_train_seconds: float = 0.0
+    stopped_train_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,10 @@ class IndividualRecord:
     created_at: float
     leased_at: float | None
     completed_at: float | None
+    epochs: int | None = None
+    progress_accuracy: float | None = None
+    progress_loss: float | None = None
+    progress_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,13 +154,15 @@ INDIVIDUAL_MUTABLE = frozenset(
     {
         "state", "attempts", "lease_owner", "lease_token", "lease_deadline", "fitness", "accuracy", "latency_ms",
         "params", "mult_adds", "train_seconds", "compile_seconds", "fits_on_chip", "failure_reason",
-        "completion_rank", "in_population", "improved", "leased_at", "completed_at",
+        "completion_rank", "in_population", "improved", "leased_at", "completed_at", "epochs", "progress_accuracy",
+        "progress_loss", "progress_seconds",
     }
 )
 #: Columns ``update_experiment`` may change.
 EXPERIMENT_MUTABLE = frozenset(
     {"state", "updated_at", "proposals", "completed", "failed", "rejected", "event_seq", "best_individual_id", "best_fitness",
-     "paused_reason", "consecutive_failures", "last_failure"}
+     "paused_reason", "consecutive_failures", "last_failure", "stopped", "ranked", "completed_train_seconds",
+     "stopped_train_seconds"}
 )
 
 
@@ -223,6 +233,10 @@ class StoreTx(Protocol):
         ...
 
     def by_completion_rank(self, experiment_id: int, rank: int) -> IndividualRecord | None: ...
+
+    def leased(self, experiment_id: int, limit: int) -> list[IndividualRecord]:
+        """Individuals leased now, earliest deadline first, at most ``limit`` (the leased partial index)."""
+        ...
 
     def completions(self, experiment_id: int, from_rank: int, limit: int) -> list[IndividualRecord]:
         """Completed individuals with completion rank >= ``from_rank``, in completion order, at most ``limit``

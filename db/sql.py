@@ -83,6 +83,8 @@ def _hot_sql(postgres: bool) -> dict[str, str]:
         f"ORDER BY proposal_seq LIMIT 1{skip}",
         "population": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND {_TRUE['in_population'][postgres]} "
         "ORDER BY completion_rank",
+        "leased": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND state = 'leased' "
+        "ORDER BY lease_deadline LIMIT :limit",
         "completions": f"SELECT {_IN} FROM individuals WHERE experiment_id = :eid AND completion_rank IS NOT NULL "
         "AND completion_rank >= :rank ORDER BY completion_rank LIMIT :limit",
         "add_individual": f"INSERT INTO individuals ({', '.join(_NEW)}) VALUES ({', '.join(':' + n for n in _NEW)}) "
@@ -180,7 +182,8 @@ class SqlTx:
         values: dict[str, Any] = dict(
             name=name, config_json=config_json, seed=seed, state="running", created_at=now, updated_at=now,
             proposals=0, completed=0, failed=0, rejected=0, event_seq=0, best_individual_id=None, best_fitness=None,
-            paused_reason=None, consecutive_failures=0, last_failure=None,
+            paused_reason=None, consecutive_failures=0, last_failure=None, stopped=0, ranked=0, completed_train_seconds=0.0,
+            stopped_train_seconds=0.0,
         )
         try:
             new_id = self._c.execute(insert(ExperimentRow).values(**values).returning(E.c.id)).scalar_one()
@@ -285,6 +288,9 @@ class SqlTx:
         stmt = select(*_I_COLS).where(I.c.experiment_id == experiment_id, I.c.completion_rank == rank)
         row = self._c.execute(stmt).first()
         return None if row is None else _ind(row)
+
+    def leased(self, experiment_id: int, limit: int) -> list[IndividualRecord]:
+        return [_ind(r) for r in self._all("leased", {"eid": experiment_id, "limit": limit})]
 
     def completions(self, experiment_id: int, from_rank: int, limit: int) -> list[IndividualRecord]:
         return [_ind(r) for r in self._all("completions", {"eid": experiment_id, "rank": from_rank, "limit": limit})]

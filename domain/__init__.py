@@ -20,6 +20,8 @@ from domain.values import (
     Metrics,
     NoWork,
     Page,
+    Progress,
+    ProgressAnswer,
     WorkerInfo,
 )
 
@@ -39,6 +41,8 @@ __all__ = [
     "NoWork",
     "NotFound",
     "Page",
+    "Progress",
+    "ProgressAnswer",
     "Unauthenticated",
     "Unavailable",
     "WorkerInfo",

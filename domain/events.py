@@ -29,6 +29,8 @@ class EventKind(StrEnum):
     KILLED = "killed"
     PAUSED = "paused"
     RESUMED = "resumed"
+    PROGRESS = "progress"
+    STOPPED = "stopped"
 
 
 class _Payload:
@@ -187,6 +189,31 @@ class Resumed(_Payload):
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressReported(_Payload):
+    """A leased child's intermediate result (kept when it moves on a step; the early-stopping rule reads it)."""
+
+    kind: ClassVar[EventKind] = EventKind.PROGRESS
+    epoch: int
+    accuracy: float | None = None
+    train_loss: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped(_Payload):
+    """The early-stopping rule stopped a child at ``epoch`` with this partial accuracy; with ``joined`` it
+    entered the population with ``fitness`` (as in ASHA), else it never does."""
+
+    kind: ClassVar[EventKind] = EventKind.STOPPED
+    epoch: int
+    accuracy: float | None = None
+    reason: str = ""
+    joined: bool = False
+    fitness: float | None = None
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A kind this version does not know (written by a newer Amoeba): kept as its raw data."""
 
@@ -199,12 +226,12 @@ class Unknown:
 
 Payload = (
     ExperimentCreated | Proposed | Leased | Completed | Failed | Rejected | Requeued | Released | Expired
-    | ExperimentDone | Seeded | Killed | Paused | Resumed | Unknown
+    | ExperimentDone | Seeded | Killed | Paused | Resumed | ProgressReported | Stopped | Unknown
 )
 _BY_KIND: dict[str, type[_Payload]] = {
     cls.kind.value: cls
     for cls in (ExperimentCreated, Proposed, Leased, Completed, Failed, Rejected, Requeued, Released, Expired,
-                ExperimentDone, Seeded, Killed, Paused, Resumed)
+                ExperimentDone, Seeded, Killed, Paused, Resumed, ProgressReported, Stopped)
 }
 
 

@@ -56,6 +56,14 @@ class WorkerEntry(TypedDict):
     evaluations: int
 
 
+class RunningEntry(TypedDict):
+    proposal_seq: int
+    worker_id: str | None
+    epoch: int | None
+    accuracy: float | None
+    seconds: float | None
+
+
 class StatusSnapshot(TypedDict):
     schema: int
     experiment: str
@@ -82,3 +90,6 @@ class StatusSnapshot(TypedDict):
     paused_reason: NotRequired[str | None]
     last_failure: NotRequired[str | None]
     consecutive_failures: NotRequired[int]
+    stopped: NotRequired[int]
+    saved_train_seconds: NotRequired[float]
+    running: NotRequired[list[RunningEntry]]

@@ -21,17 +21,19 @@ class ExperimentState(StrEnum):
 
 
 class IndividualState(StrEnum):
-    """The life of one proposal: queued -> leased -> one terminal outcome (completed, failed, rejected)."""
+    """The life of one proposal: queued -> leased -> one terminal outcome (completed, failed, rejected, or
+    stopped early by the experiment's early-stopping rule)."""
 
     QUEUED = "queued"
     LEASED = "leased"
     COMPLETED = "completed"
     FAILED = "failed"
     REJECTED = "rejected"
+    STOPPED = "stopped"
 
     @property
     def terminal(self) -> bool:
-        return self in (IndividualState.COMPLETED, IndividualState.FAILED, IndividualState.REJECTED)
+        return self not in (IndividualState.QUEUED, IndividualState.LEASED)
 
 
 TERMINAL_STATES: tuple[IndividualState, ...] = tuple(s for s in IndividualState if s.terminal)
@@ -61,6 +63,8 @@ class ExperimentSpec:
     max_attempts: int = 3
     #: The circuit breaker: pause after this many failures or rejections in a row without a completion (0: never).
     max_consecutive_failures: int = 25
+    #: The early-stopping rule and its settings (``evolution.early_stopping``); ``{"rule": "none"}`` by default.
+    early_stopping: dict[str, Any] = field(default_factory=lambda: {"rule": "none"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,26 @@ class Metrics:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """An intermediate result of an evaluation: after ``epoch`` epochs (or steps), the validation accuracy
+    and training loss so far, and the seconds it has trained."""
+
+    epoch: int
+    accuracy: float | None = None
+    train_loss: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressAnswer:
+    """The orchestrator's answer to a progress report: go on, or stop (the child is then recorded as
+    stopped with its partial result; the worker reports nothing more for it)."""
+
+    stop: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Individual:
     """One proposal and its outcome, as stored (the lease token stays a secret of its holder)."""
 
@@ -170,6 +194,7 @@ class Individual:
     completed_at: float | None = None
     completion_rank: int | None = None  # 0-based order of completion within the experiment
     in_population: bool = False
+    epochs: int | None = None  # epochs trained, when the worker reported progress
 
 
 @dataclass(frozen=True, slots=True)

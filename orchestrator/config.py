@@ -12,6 +12,7 @@ import spaces
 from domain import ExperimentSpec, InvalidArgument
 from domain.errors import AmoebaError
 from evolution import Algorithm, AlgorithmContext, EvolutionConfig, Objective, build_algorithm, build_objective
+from evolution.early_stopping import parse_stopping
 from genome.base import canonical_json
 from latency.settings import LatencySettings
 from spaces import Space
@@ -22,6 +23,7 @@ _ALIASES = {"population": "population_size", "sample": "sample_size", "P": "popu
 _FIELDS = (
     "name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "algorithm_options",
     "mutation", "objective", "training", "lease_timeout_s", "max_attempts", "max_consecutive_failures",
+    "early_stopping",
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 #: Seeds are stored in a signed 64-bit column.
@@ -138,6 +140,10 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         raise InvalidArgument(f"lease_timeout_s must be between 0.01 and 604800 seconds, got {timeout}")
     attempts = _int(values, "max_attempts", 1, 1000) if "max_attempts" in values else 3
     breaker = _int(values, "max_consecutive_failures", 0, 1_000_000) if "max_consecutive_failures" in values else 25
+    try:
+        stopping = parse_stopping(values.get("early_stopping")).to_json()
+    except AmoebaError as exc:
+        raise InvalidArgument(str(exc)) from None
     spec = ExperimentSpec(
         name=exp_name,
         space=space.name,
@@ -153,6 +159,7 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         lease_timeout_s=float(timeout),
         max_attempts=attempts,
         max_consecutive_failures=breaker,
+        early_stopping=stopping,
     )
     size = len(canonical_json(spec_to_dict(spec)))
     if size > MAX_SPEC_JSON_BYTES:

@@ -145,7 +145,7 @@ def fork_experiment(store: Store, request: ForkRequest, clock: Callable[[], floa
                                  ind_id, rank))
         tx.append_events(events)
         tx.update_experiment(exp.id, {
-            "proposals": len(members), "completed": len(members), "event_seq": len(events), "updated_at": now,
+            "proposals": len(members), "completed": len(members), "ranked": len(members), "event_seq": len(events), "updated_at": now,
             "best_individual_id": best[0] if best else None, "best_fitness": best[1] if best else None,
         })
     return ForkResult(spec.name, exp.id, source.name, at, tuple(m.seq for m in members), spec)

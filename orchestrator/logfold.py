@@ -17,7 +17,7 @@ from domain import events as ev
 from evolution import Member, rng_for
 from genome.base import Genome
 from orchestrator.config import experiment_context
-from orchestrator.statusdoc import RATE_WINDOW, Entry, StatusFacts, WorkerView, rate_per_hour
+from orchestrator.statusdoc import RATE_WINDOW, Entry, RunningView, StatusFacts, WorkerView, rate_per_hour
 
 #: seq -> (genome JSON, parent seq, fingerprint) of the asked proposals.
 GenomeLoader = Callable[[Sequence[int]], Mapping[int, tuple[str, int | None, str]]]
@@ -64,6 +64,9 @@ class LogFold:
     paused_reason: str | None = None
     last_failure: str | None = None
     consecutive_failures: int = 0
+    stopped: int = 0
+    ranked: int = 0
+    progress: dict[int, tuple[int, float | None, float]] = field(default_factory=dict)
     _algorithm: Any = None
     _space: Any = None
     _algo_state: Any = None
@@ -81,8 +84,8 @@ class LogFold:
     def apply(self, events: Iterable[EventRecord]) -> None:
         page = list(events)
         # The genomes of this page's completions in one query (proposals re-derive theirs).
-        wanted = [e.proposal_seq for e in page if e.kind == ev.EventKind.COMPLETED and e.proposal_seq is not None
-                  and e.proposal_seq not in self._parsed]
+        wanted = [e.proposal_seq for e in page if e.kind in (ev.EventKind.COMPLETED, ev.EventKind.STOPPED)
+                  and e.proposal_seq is not None and e.proposal_seq not in self._parsed]
         if wanted:
             for seq, (genome_json, _parent, _fp) in self.genomes(wanted).items():
                 self._parsed[seq] = self._space.parse(genome_json)
@@ -95,9 +98,10 @@ class LogFold:
         return seen
 
     def _complete(self, seq: int, genome: Genome, fitness: float, accuracy: float | None, latency: float | None,
-                  at: float) -> None:
-        done = _Done(seq, fitness, accuracy, latency, at, self.completed)
-        self.completed += 1
+                  at: float, completion: bool = True) -> None:
+        done = _Done(seq, fitness, accuracy, latency, at, self.ranked)
+        self.ranked += 1
+        self.completed += int(completion)
         self.done.append(done)
         member = Member(seq, genome, fitness, accuracy or 0.0, latency)
         self._algo_state = self._algorithm.observe(self._algo_state, member)
@@ -132,9 +136,15 @@ class LogFold:
             self.holder[seq] = payload.worker
             self.open_state[seq] = IndividualState.LEASED
             self._touch(payload.worker, e.at).lease = seq
+            self.progress.pop(seq, None)  # a new attempt trains afresh
             return
-        if not isinstance(payload, ev.Expired | ev.Released | ev.Requeued | ev.Completed | ev.Failed | ev.Rejected):
+        if isinstance(payload, ev.ProgressReported):
+            self.progress[seq] = (payload.epoch, payload.accuracy, payload.seconds)
             return
+        if not isinstance(payload, ev.Expired | ev.Released | ev.Requeued | ev.Completed | ev.Failed | ev.Rejected
+                          | ev.Stopped):
+            return
+        self.progress.pop(seq, None)
         holder = self.holder.pop(seq, None)
         if holder is not None:
             # An expiry is the server noticing silence: it is not a sign of life from the worker.
@@ -150,6 +160,11 @@ class LogFold:
         if isinstance(payload, ev.Completed):
             self._complete(seq, self._parsed[seq], payload.fitness, payload.accuracy, payload.latency_ms, e.at)
             self.consecutive_failures = 0
+        elif isinstance(payload, ev.Stopped):
+            self.stopped += 1
+            if payload.joined and payload.fitness is not None:
+                self._complete(seq, self._parsed[seq], payload.fitness, payload.accuracy, payload.latency_ms, e.at,
+                               completion=False)
         elif isinstance(payload, ev.Failed | ev.Rejected):
             if isinstance(payload, ev.Failed):
                 self.failed += 1
@@ -194,6 +209,8 @@ class LogFold:
             workers=[WorkerView(w, hosts.get(w, ""), self.at - seen.last_seen <= spec.lease_timeout_s, seen.lease,
                                 seen.last_seen, seen.evaluations) for w, seen in sorted(self.workers.items())],
             generated_at=self.at, seq=self.seq, paused_reason=self.paused_reason, last_failure=self.last_failure,
-            consecutive_failures=self.consecutive_failures,
+            consecutive_failures=self.consecutive_failures, stopped=self.stopped, ranked=self.ranked,
+            running=[RunningView(s, self.holder.get(s), *self.progress.get(s, (None, None, None)))
+                     for s, state in sorted(self.open_state.items()) if state == IndividualState.LEASED],
             front=[entry(d, summary=False) for d in self.done if d.accuracy is not None and d.latency_ms is not None],
         )

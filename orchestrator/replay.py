@@ -13,8 +13,10 @@ from domain import ExperimentSpec, NotFound
 from domain import events as ev
 from domain.errors import AmoebaError
 from evolution import Algorithm, ReplayMismatch, fold
+from evolution.early_stopping import StoppingState, parse_stopping
 from evolution.replay import Event
 from orchestrator.config import experiment_context, spec_from_json
+from orchestrator.stopping import stopping_step
 from spaces import Space
 
 PAGE = 5000
@@ -112,12 +114,23 @@ def replay_inputs(store: Store, name: str) -> tuple[ReplayInputs, list[str]]:
     stored, problems = _stored_fingerprints(store, exp.id, space)
     events: list[Event] = []
     expected_seq = 1
+    stopping = parse_stopping(spec.early_stopping)
+    rule_state = StoppingState()
+    must_stop: int | None = None  # the child the rule stopped at the previous event: a Stopped event is due
     for e in read_log(store, exp.id):
         if e.seq != expected_seq:
             problems.append(f"event log has a gap: expected event {expected_seq}, found {e.seq}")
         expected_seq = e.seq + 1
         payload = ev.decode(e.kind, e.data_json)
         seq = e.proposal_seq if e.proposal_seq is not None else -1
+        # Every stop decision re-derives from the log before it (the rule's own fold), in log order.
+        if must_stop is not None and not (isinstance(payload, ev.Stopped) and seq == must_stop):
+            problems.append(f"event {e.seq}: the early-stopping rule stops proposal {must_stop} at the event "
+                            "before, but the log does not stop it")
+        if isinstance(payload, ev.Stopped) and must_stop != seq:
+            problems.append(f"event {e.seq}: proposal {seq} is stopped, but the early-stopping rule re-derives no stop")
+        rule_state, decision = stopping_step(stopping, rule_state, payload, e.proposal_seq)
+        must_stop = seq if decision is not None and decision.stop else None
         if isinstance(payload, ev.Proposed):
             fp, parent = stored.get(seq, ("missing", None))
             if fp == "missing":
@@ -129,6 +142,13 @@ def replay_inputs(store: Store, name: str) -> tuple[ReplayInputs, list[str]]:
             events.append(evolution.Completed(seq, payload.fitness, payload.accuracy, payload.latency_ms, e.seq))
         elif isinstance(payload, ev.Failed | ev.Rejected):
             events.append(evolution.Failed(seq, e.seq))
+        elif isinstance(payload, ev.Stopped):
+            # A stopped child that joined the population is a member of the fold like a completion.
+            if payload.joined and payload.fitness is not None:
+                events.append(evolution.Completed(seq, payload.fitness, payload.accuracy or 0.0, payload.latency_ms,
+                                                  e.seq))
+            else:
+                events.append(evolution.Failed(seq, e.seq))
         elif isinstance(payload, ev.Seeded):
             # A forked experiment's first members: copied with their objectives, genome in the event.
             try:

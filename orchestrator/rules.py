@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from domain import AlreadyExists, FailedPrecondition, IndividualState, InvalidArgument, Metrics, NotFound
+from domain import AlreadyExists, FailedPrecondition, IndividualState, InvalidArgument, Metrics, NotFound, Progress
 from domain.values import TERMINAL_STATES
 
 #: Metric bounds beyond which a report is certainly malformed (units: ms, count, count, seconds).
@@ -22,6 +22,8 @@ MAX_REASON = 2000
 #: Proposal numbers are 32-bit columns; a page token is one of them.
 MAX_PROPOSAL_SEQ = 2**31 - 1
 MAX_PAGE_SIZE = 10_000
+#: Epochs (or steps) a progress report may name: more rows than that per child is flooding, not training.
+MAX_EPOCHS = 100_000
 
 
 def finite(name: str, value: Any, low: float, high: float) -> float:
@@ -155,8 +157,25 @@ def expiry_outcome(attempts: int, max_attempts: int) -> IndividualState:
     return IndividualState.FAILED if attempts >= max_attempts else IndividualState.QUEUED
 
 
-def may_propose(target: int, proposals: int, completed: int, failed: int, rejected: int) -> bool:
-    """Never more outstanding work than completions still needed: exactly C evaluations complete and none
-    is wasted; a failure or a rejection frees a slot for a new proposal."""
-    outstanding = proposals - completed - failed - rejected
-    return completed + outstanding < target
+def budget_used(completed: int, stopped: int, stopped_count: bool) -> int:
+    """Evaluations spent of the budget C: completions, and stopped children unless configured otherwise."""
+    return completed + (stopped if stopped_count else 0)
+
+
+def may_propose(target: int, proposals: int, completed: int, failed: int, rejected: int, stopped: int = 0,
+                stopped_count: bool = True) -> bool:
+    """Never more outstanding work than evaluations still needed: exactly C evaluations end and none is
+    wasted; a failure, a rejection (or a stop that does not count) frees a slot for a new proposal."""
+    outstanding = proposals - completed - failed - rejected - stopped
+    return budget_used(completed, stopped, stopped_count) + outstanding < target
+
+
+def validate_progress(p: Any) -> Progress:
+    """A progress report, normalized; InvalidArgument for an epoch out of range or a non-finite number."""
+    if not isinstance(p, Progress):
+        raise InvalidArgument("progress is missing")
+    if isinstance(p.epoch, bool) or not isinstance(p.epoch, int) or not 1 <= p.epoch <= MAX_EPOCHS:
+        raise InvalidArgument(f"progress epoch must be an integer between 1 and {MAX_EPOCHS}, got {p.epoch!r}")
+    accuracy = None if p.accuracy is None else finite("progress accuracy", p.accuracy, 0.0, 1.0)
+    loss = None if p.train_loss is None else finite("progress train_loss", p.train_loss, -1e12, 1e12)
+    return Progress(p.epoch, accuracy, loss, finite("progress seconds", p.seconds, 0.0, MAX_SECONDS))

@@ -40,23 +40,38 @@ from domain import (
     NotFound,
     NoWork,
     Page,
+    Progress,
+    ProgressAnswer,
     Unavailable,
     WorkerInfo,
 )
 from domain import events as ev
 from domain.errors import AmoebaError
 from domain.status import StatusSnapshot
-from evolution import Algorithm, Member, Objective, rng_for
+from evolution import Algorithm, Member, Objective, early_stopping, rng_for
+from evolution.early_stopping import StoppingSettings, parse_stopping
 from genome.base import Genome, canonical_json
 from latency.settings import LatencySettings
 from orchestrator import rules
 from orchestrator.config import experiment_context, parse_spec, spec_from_json, spec_to_dict, spec_to_json
-from orchestrator.statusdoc import RATE_WINDOW, Entry, StatusFacts, WorkerView, rate_per_hour, status_document
+from orchestrator.statusdoc import (
+    RATE_WINDOW,
+    Entry,
+    RunningView,
+    StatusFacts,
+    WorkerView,
+    rate_per_hour,
+    saved_seconds,
+    status_document,
+)
+from orchestrator.stopping import stopping_fold
 from spaces import Space
 
 #: Overdue leases expired per call: bounded work per call; the rest go on the next calls.
 EXPIRY_BATCH = 64
 TOP_K = 10
+#: Children in training the status document lists (with their last progress).
+RUNNING_SHOWN = 100
 #: Children over the latency limit rejected (before training) within one lease call before giving up.
 MAX_REJECTIONS_PER_LEASE = 200
 #: Completions read per query when an algorithm whose state is its history catches up.
@@ -74,14 +89,15 @@ class _Context:
     latency: LatencySettings
     #: True when the algorithm's state needs the whole history (``restore`` gives None).
     history_state: bool
+    stopping: StoppingSettings
 
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
-    """The algorithm's state exactly as of ``completed`` completions and ``proposals`` proposals, and the
+    """The algorithm's state exactly as of ``ranked`` members folded in and ``proposals`` proposals, and the
     row ids of its population's members (the store flags them ``in_population``)."""
 
-    completed: int
+    ranked: int
     proposals: int
     state: Any
     ids: dict[int, int]
@@ -145,6 +161,7 @@ class OrchestratorService:
         self._contexts: dict[int, _Context] = {}
         self._genomes: dict[str, Genome] = {}
         self._snapshots: dict[int, _Snapshot] = {}
+        self._stop_states: dict[int, tuple[int, early_stopping.StoppingState]] = {}
         self._cache_lock = threading.Lock()
         self._local = threading.local()
 
@@ -159,7 +176,8 @@ class OrchestratorService:
         if ctx is None:
             spec = spec_from_json(exp.config_json)
             space, algorithm, objective, latency = experiment_context(spec)
-            ctx = _Context(spec, space, algorithm, objective, latency, algorithm.restore(()) is None)
+            ctx = _Context(spec, space, algorithm, objective, latency, algorithm.restore(()) is None,
+                           parse_stopping(spec.early_stopping))
             with self._cache_lock:
                 self._contexts[exp.id] = ctx
         return ctx
@@ -195,33 +213,34 @@ class OrchestratorService:
     def _after_commit(self, step: Callable[[], None]) -> None:
         self._local.post.append(step)
 
-    def _snapshot(self, tx: StoreTx, ctx: _Context, exp_id: int, completed: int, proposals: int) -> _Snapshot:
+    def _snapshot(self, tx: StoreTx, ctx: _Context, exp_id: int, ranked: int, proposals: int) -> _Snapshot:
         """The algorithm's state as of the experiment's counters (read under its lock).
 
-        Every completion bumps ``completed`` and every proposal ``proposals``, so a cached state at the
+        Every member folded in (a completion, a stopped child that joins) bumps ``ranked`` and every proposal
+        ``proposals``, so a cached state at the
         same counters is exact, also when other processes write to the same database. Otherwise a state
         that is the population alone is restored from the ``in_population`` rows (a bounded query), and a
         state that is the whole history folds the completions it has not seen, in completion order.
         """
         cached = self._snapshots.get(exp_id)
-        if cached is not None and cached.completed == completed and (cached.proposals == proposals or ctx.history_state):
+        if cached is not None and cached.ranked == ranked and (cached.proposals == proposals or ctx.history_state):
             return cached
         rows = tx.population(exp_id)
         ids = {r.proposal_seq: r.id for r in rows}
         if not ctx.history_state:
             state = ctx.algorithm.restore(tuple(self._member(ctx, r) for r in rows))
-            return _Snapshot(completed, proposals, state, ids)
-        start = cached if cached is not None and cached.completed <= completed else None
+            return _Snapshot(ranked, proposals, state, ids)
+        start = cached if cached is not None and cached.ranked <= ranked else None
         state = start.state if start is not None else ctx.algorithm.initial()
-        rank = start.completed if start is not None else 0
-        while rank < completed:
+        rank = start.ranked if start is not None else 0
+        while rank < ranked:
             page = tx.completions(exp_id, rank, CATCH_UP_PAGE)
             if not page:
                 break
             for r in page:
                 state = ctx.algorithm.observe(state, self._member(ctx, r))
             rank = (page[-1].completion_rank or 0) + 1
-        return _Snapshot(completed, proposals, state, ids)
+        return _Snapshot(ranked, proposals, state, ids)
 
     def _remember(self, exp_id: int, snapshot: _Snapshot) -> None:
         def step() -> None:
@@ -347,9 +366,9 @@ class OrchestratorService:
                                      attempt, queued.parent_seq, queued.mutation, queued.training_seed,
                                      queued.latency_ms, queued.fits_on_chip)
         if not rules.may_propose(spec.evaluations, batch.get("proposals"), batch.get("completed"), batch.get("failed"),
-                                 batch.get("rejected")):
+                                 batch.get("rejected"), batch.get("stopped"), ctx.stopping.count_towards_budget):
             return NoWork(False, self._retry_after_s, "every remaining individual is leased; ask again")
-        snap = snapshot or self._snapshot(tx, ctx, exp.id, int(batch.get("completed")), int(batch.get("proposals")))
+        snap = snapshot or self._snapshot(tx, ctx, exp.id, int(batch.get("ranked")), int(batch.get("proposals")))
         limit = ctx.objective.max_latency_ms
         for _ in range(MAX_REJECTIONS_PER_LEASE):
             seq = int(batch.get("proposals"))
@@ -376,10 +395,10 @@ class OrchestratorService:
             batch.event(ev.Rejected(reason, latency_ms, before_training=True), now, rejected_id, seq)
             self._setback(batch, ctx, reason, now)
             if batch.get("state") != ExperimentState.RUNNING:
-                self._remember(exp.id, _Snapshot(snap.completed, int(batch.get("proposals")), snap.state, snap.ids))
+                self._remember(exp.id, _Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
                 return NoWork(False, self._retry_after_s, str(batch.get("paused_reason")))
         else:
-            self._remember(exp.id, _Snapshot(snap.completed, int(batch.get("proposals")), snap.state, snap.ids))
+            self._remember(exp.id, _Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
             return NoWork(False, self._retry_after_s,
                           f"the last {MAX_REJECTIONS_PER_LEASE} children were all over max_latency_ms {limit:g}")
         ind_id = tx.add_individual(NewIndividual(
@@ -391,7 +410,7 @@ class OrchestratorService:
         batch.bump("proposals")
         batch.event(ev.Proposed(fingerprint, proposal.parent_seq, proposal.mutation), now, ind_id, seq)
         batch.event(ev.Leased(worker.worker_id, 1), now, ind_id, seq)
-        self._remember(exp.id, _Snapshot(snap.completed, int(batch.get("proposals")), snap.state, snap.ids))
+        self._remember(exp.id, _Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
         return self._lease_value(ctx, exp, ind_id, seq, genome_json, token, deadline, 1, proposal.parent_seq,
                                  proposal.mutation, seed, latency_ms, fits)
 
@@ -407,7 +426,7 @@ class OrchestratorService:
                 ind_id = ids.pop(member.seq)
                 tx.update_individual(ind_id, {"in_population": False})
                 batch.event(ev.Killed(seq), now, ind_id, member.seq)
-        return _Snapshot(snap.completed, snap.proposals, state, ids)
+        return _Snapshot(snap.ranked, snap.proposals, state, ids)
 
     def _setback(self, batch: _Batch, ctx: _Context, reason: str, now: float) -> None:
         """Count a failure or rejection toward the circuit breaker; past the experiment's limit of them in a
@@ -541,10 +560,12 @@ class OrchestratorService:
         result: Lease | NoWork | None = self._run(work)
         return result
 
-    def _complete(self, tx: StoreTx, batch: _Batch, ctx: _Context, ind: IndividualRecord, fitness: float,
-                  accuracy: float, latency_ms: float | None, common: dict[str, Any], now: float) -> _Snapshot:
+    def _enter(self, tx: StoreTx, batch: _Batch, ctx: _Context, ind: IndividualRecord, fitness: float,
+               accuracy: float, latency_ms: float | None, row: dict[str, Any], now: float) -> _Snapshot:
+        """Fold ``ind`` into the algorithm as a member (a completion, or a stopped child that joins): its
+        completion rank, the population flags of those who leave, and the best so far."""
         exp = batch.exp
-        rank = int(batch.get("completed"))
+        rank = int(batch.get("ranked"))
         before = self._snapshot(tx, ctx, exp.id, rank, int(batch.get("proposals")))
         member = Member(ind.proposal_seq, self._genome(ctx, ind.genome_json), fitness, accuracy, latency_ms)
         state = ctx.algorithm.observe(before.state, member)
@@ -557,20 +578,117 @@ class OrchestratorService:
             tx.update_individual(ids.pop(seq), {"in_population": False})
         best = batch.get("best_fitness")
         improved = best is None or fitness > best
-        tx.update_individual(ind.id, {**common, "state": IndividualState.COMPLETED, "fitness": fitness,
-                                      "completion_rank": rank, "in_population": stays, "improved": improved})
+        tx.update_individual(ind.id, {**row, "fitness": fitness, "completion_rank": rank, "in_population": stays,
+                                      "improved": improved})
         if improved:
             batch.changes.update(best_fitness=fitness, best_individual_id=ind.id)
-        completed = batch.bump("completed")
-        if batch.get("consecutive_failures"):
-            batch.changes["consecutive_failures"] = 0
-        batch.event(ev.Completed(fitness, accuracy, latency_ms), now, ind.id, ind.proposal_seq)
-        if completed >= ctx.spec.evaluations:
-            batch.changes["state"] = ExperimentState.DONE
-            batch.event(ev.ExperimentDone(completed), now)
+        batch.bump("ranked")
         snapshot = _Snapshot(rank + 1, int(batch.get("proposals")), state, ids)
         self._remember(exp.id, snapshot)
         return snapshot
+
+    def _complete(self, tx: StoreTx, batch: _Batch, ctx: _Context, ind: IndividualRecord, fitness: float,
+                  accuracy: float, latency_ms: float | None, common: dict[str, Any], now: float) -> _Snapshot:
+        snapshot = self._enter(tx, batch, ctx, ind, fitness, accuracy, latency_ms,
+                               {**common, "state": IndividualState.COMPLETED}, now)
+        batch.bump("completed")
+        batch.changes["completed_train_seconds"] = float(batch.get("completed_train_seconds")) + float(
+            common.get("train_seconds") or 0.0)
+        if batch.get("consecutive_failures"):
+            batch.changes["consecutive_failures"] = 0
+        batch.event(ev.Completed(fitness, accuracy, latency_ms), now, ind.id, ind.proposal_seq)
+        self._check_done(batch, ctx, now)
+        return snapshot
+
+    def _check_done(self, batch: _Batch, ctx: _Context, now: float) -> None:
+        """C reached (completions, and stopped children when they count towards the budget): done."""
+        if rules.budget_used(batch.get("completed"), batch.get("stopped"), ctx.stopping.count_towards_budget) \
+                >= ctx.spec.evaluations and batch.get("state") != ExperimentState.DONE:
+            batch.changes["state"] = ExperimentState.DONE
+            batch.event(ev.ExperimentDone(int(batch.get("completed"))), now)
+
+    # --- progress and early stopping -----------------------------------------------------------------
+
+    def progress(self, individual_id: int, token: str, worker_id: str, progress: Progress) -> ProgressAnswer:
+        """Keep a progress report of a leased child (it also extends the lease) and answer whether to go on.
+
+        Only a report that moves the child on by an epoch is kept (a chatty worker writes nothing more);
+        the experiment's early-stopping rule decides from the log as it stands, in log order, so replay
+        re-derives the decision. A stopped child is recorded at once with its partial accuracy; the worker
+        reports nothing more for it.
+        """
+        progress = rules.validate_progress(progress)
+        rules.text("worker id", worker_id, rules.MAX_WORKER_ID)
+        now = self._clock()
+
+        def work(tx: StoreTx) -> ProgressAnswer:
+            ind, exp = self._held(tx, individual_id, token, now, "the progress report")
+            ctx = self._context(exp)
+            deadline = now + ctx.spec.lease_timeout_s
+            if ind.epochs is not None and progress.epoch <= ind.epochs:
+                tx.update_individual(ind.id, {"lease_deadline": deadline})
+                return ProgressAnswer(False, "")
+            batch = _Batch(exp)
+            tx.update_individual(ind.id, {"epochs": progress.epoch, "progress_accuracy": progress.accuracy,
+                                          "progress_loss": progress.train_loss, "progress_seconds": progress.seconds,
+                                          "lease_deadline": deadline})
+            batch.event(ev.ProgressReported(progress.epoch, progress.accuracy, progress.train_loss, progress.seconds),
+                        now, ind.id, ind.proposal_seq)
+            answer = ProgressAnswer(False, "")
+            if ctx.stopping.rule != "none":
+                folded = self._stopping(tx, ctx, exp)
+                state, decision = early_stopping.progress(ctx.stopping, folded, ind.proposal_seq, progress.epoch,
+                                                          progress.accuracy)
+                if decision.stop:
+                    best = max(state.running[ind.proposal_seq].values())
+                    self._stop(tx, batch, ctx, ind, progress, best, decision.reason, now)
+                    state = early_stopping.ended(state, ind.proposal_seq)
+                    answer = ProgressAnswer(True, decision.reason)
+                self._remember_stopping(exp.id, int(batch.get("event_seq")), state)
+            batch.flush(tx, now)
+            tx.touch_worker(worker_id or ind.lease_owner or "", "", "", now, exp.id, None if answer.stop else ind.id)
+            return answer
+
+        result: ProgressAnswer = self._run(work)
+        return result
+
+    def _stopping(self, tx: StoreTx, ctx: _Context, exp: ExperimentRecord) -> early_stopping.StoppingState:
+        """The early-stopping rule's state through the log as committed (``exp.event_seq``), caught up from
+        the last state this process folded (events it has not seen yet, in log order)."""
+        cached = self._stop_states.get(exp.id)
+        seq, state = cached if cached is not None and cached[0] <= exp.event_seq else (0, early_stopping.StoppingState())
+        while seq < exp.event_seq:
+            page = tx.events(exp.id, seq, CATCH_UP_PAGE)
+            if not page:
+                break
+            for e in page:
+                state = stopping_fold(ctx.stopping, state, e.kind, e.proposal_seq, e.data_json)
+            seq = page[-1].seq
+        return state
+
+    def _remember_stopping(self, exp_id: int, seq: int, state: early_stopping.StoppingState) -> None:
+        def step() -> None:
+            with self._cache_lock:
+                self._stop_states[exp_id] = (seq, state)
+
+        self._after_commit(step)
+
+    def _stop(self, tx: StoreTx, batch: _Batch, ctx: _Context, ind: IndividualRecord, progress: Progress,
+              accuracy: float, reason: str, now: float) -> None:
+        """Record the child as stopped with its partial result; with ``join_population`` it is folded in."""
+        row = {"state": IndividualState.STOPPED, "accuracy": accuracy, "train_seconds": progress.seconds,
+               "lease_token": None, "lease_deadline": None, "completed_at": now, "failure_reason": reason[:2000]}
+        fitness: float | None = None
+        if ctx.stopping.join_population:
+            fitness = ctx.objective.fitness(accuracy, ind.latency_ms, ind.fits_on_chip)
+            self._enter(tx, batch, ctx, ind, fitness, accuracy, ind.latency_ms, row, now)
+        else:
+            tx.update_individual(ind.id, row)
+        batch.bump("stopped")
+        batch.changes["stopped_train_seconds"] = float(batch.get("stopped_train_seconds")) + progress.seconds
+        batch.event(ev.Stopped(progress.epoch, accuracy, reason, fitness is not None, fitness, ind.latency_ms), now,
+                    ind.id, ind.proposal_seq)
+        self._check_done(batch, ctx, now)
 
     def fail(self, individual_id: int, token: str, worker_id: str, reason: str, retryable: bool = False) -> None:
         """Record a failed evaluation (never enters the population); retryable failures requeue."""
@@ -673,11 +791,11 @@ class OrchestratorService:
         """What the status document says of ``exp``, read from the store (every query an index range)."""
         ctx = self._context(exp)
         spec = ctx.spec
-        last_rank = exp.completed - 1
+        last_rank = exp.ranked - 1
         best = tx.individual(exp.best_individual_id) if exp.best_individual_id is not None else None
         counts = tx.count_states(exp.id, (IndividualState.QUEUED, IndividualState.LEASED))
         rate = 0.0
-        if exp.completed >= 2:
+        if exp.ranked >= 2:
             first_rank = max(0, last_rank - RATE_WINDOW)
             first, last = tx.by_completion_rank(exp.id, first_rank), tx.by_completion_rank(exp.id, last_rank)
             if first is not None and last is not None:
@@ -700,7 +818,12 @@ class OrchestratorService:
             best_so_far=[(r.completed_at - exp.created_at, r.fitness) for r in tx.improvements(exp.id)
                          if r.completed_at is not None and r.fitness is not None],
             workers=workers, generated_at=now, seq=exp.event_seq, front=front, paused_reason=exp.paused_reason,
-            last_failure=exp.last_failure, consecutive_failures=exp.consecutive_failures,
+            last_failure=exp.last_failure, consecutive_failures=exp.consecutive_failures, stopped=exp.stopped,
+            ranked=exp.ranked,
+            saved_train_seconds=saved_seconds(exp.completed, exp.completed_train_seconds, exp.stopped,
+                                              exp.stopped_train_seconds),
+            running=[RunningView(r.proposal_seq, r.lease_owner, r.epochs, r.progress_accuracy, r.progress_seconds)
+                     for r in tx.leased(exp.id, RUNNING_SHOWN)],
         )
 
     def list_individuals(self, experiment: str, page_size: int, page_token: str, state: str | None) -> Page:
@@ -727,7 +850,7 @@ def to_individual(experiment: str, r: IndividualRecord) -> Individual:
         mult_adds=r.mult_adds, train_seconds=r.train_seconds, compile_seconds=r.compile_seconds,
         lease_owner=r.lease_owner, lease_deadline=r.lease_deadline, failure_reason=r.failure_reason,
         created_at=r.created_at, completed_at=r.completed_at, completion_rank=r.completion_rank,
-        in_population=r.in_population,
+        in_population=r.in_population, epochs=r.epochs,
     )
 
 

@@ -134,6 +134,16 @@ class OrchestratorServicer(pb_grpc.OrchestratorServicer):
 
         return self._run(context, call)
 
+    def ReportProgress(self, request: pb.ReportProgressRequest, context: grpc.ServicerContext) -> Any:
+        def call() -> pb.ReportProgressResponse:
+            if not request.HasField("progress"):
+                raise codec.WireError("progress is required")
+            answer = self._service.progress(request.individual_id, request.token, request.worker_id,
+                                            codec.decode_progress(request.progress))
+            return pb.ReportProgressResponse(stop=answer.stop, reason=answer.reason)
+
+        return self._run(context, call)
+
     def PauseExperiment(self, request: pb.PauseExperimentRequest, context: grpc.ServicerContext) -> Any:
         return self._run(context, lambda: pb.PauseExperimentResponse(
             experiment=codec.encode_experiment(self._service.pause(request.name, request.reason))))

@@ -39,6 +39,17 @@ class WorkerView:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningView:
+    """A child in training now, with its last progress report kept (epoch, accuracy, seconds)."""
+
+    seq: int
+    worker_id: str | None
+    epoch: int | None
+    accuracy: float | None
+    seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusFacts:
     """Everything the document says, gathered by a producer; the population oldest first.
 
@@ -70,6 +81,19 @@ class StatusFacts:
     paused_reason: str | None = None
     last_failure: str | None = None
     consecutive_failures: int = 0
+    stopped: int = 0
+    #: Members folded in (completions and stopped children that joined): completion ranks run over them.
+    ranked: int | None = None
+    saved_train_seconds: float = 0.0
+    running: Sequence[RunningView] = field(default_factory=tuple)
+
+
+def saved_seconds(completed: int, completed_train_seconds: float, stopped: int, stopped_train_seconds: float) -> float:
+    """Training time early stopping saved: each stopped child would have trained as long as the average
+    completed one; it trained only its own seconds."""
+    if completed == 0 or stopped == 0:
+        return 0.0
+    return max(0.0, stopped * completed_train_seconds / completed - stopped_train_seconds)
 
 
 def rate_per_hour(first_rank: int, first_at: float | None, last_rank: int, last_at: float | None) -> float:
@@ -81,7 +105,7 @@ def rate_per_hour(first_rank: int, first_at: float | None, last_rank: int, last_
 
 def status_document(f: StatusFacts) -> StatusSnapshot:
     """The documented status document (``domain.status``; fields in ``ui.schema.FIELDS``)."""
-    last_rank = f.completed - 1
+    last_rank = (f.completed if f.ranked is None else f.ranked) - 1
     fits = sorted(e.fitness for e in f.population)
     remaining = max(0, f.target - f.completed)
     shown = {e.seq for e in (*f.population, *f.top)}
@@ -141,4 +165,8 @@ def status_document(f: StatusFacts) -> StatusSnapshot:
         "paused_reason": f.paused_reason,
         "last_failure": f.last_failure,
         "consecutive_failures": f.consecutive_failures,
+        "stopped": f.stopped,
+        "saved_train_seconds": f.saved_train_seconds,
+        "running": [{"proposal_seq": r.seq, "worker_id": r.worker_id, "epoch": r.epoch, "accuracy": r.accuracy,
+                     "seconds": r.seconds} for r in f.running],
     }

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 
 import grpc
 
-from domain import Experiment, ExperimentSpec, Lease, Metrics, NoWork, Page, WorkerInfo
+from domain import Experiment, ExperimentSpec, Lease, Metrics, NoWork, Page, Progress, ProgressAnswer, WorkerInfo
 from domain.status import StatusSnapshot
 from protos import codec
 from protos.amoeba.v1 import orchestrator_pb2 as pb
@@ -120,6 +120,11 @@ class OrchestratorClient:
         request = pb.ReportResultRequest(individual_id=individual_id, token=token, worker_id=worker_id,
                                          metrics=codec.encode_metrics(metrics), lease_next=lease_next)
         return self._call("ReportResult", request, lambda r: _decode_next(r, "next"))
+
+    def progress(self, individual_id: int, token: str, worker_id: str, progress: Progress) -> ProgressAnswer:
+        request = pb.ReportProgressRequest(individual_id=individual_id, token=token, worker_id=worker_id,
+                                           progress=codec.encode_progress(progress))
+        return self._call("ReportProgress", request, lambda r: ProgressAnswer(bool(r.stop), r.reason))
 
     def fail(self, individual_id: int, token: str, worker_id: str, reason: str, retryable: bool = False) -> None:
         request = pb.ReportFailureRequest(individual_id=individual_id, token=token, worker_id=worker_id,

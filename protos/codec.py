@@ -7,12 +7,13 @@ to the worker (which parses it once). A malformed message raises ``WireError`` (
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable
 from typing import Any
 
-from domain import Experiment, ExperimentSpec, Individual, Lease, Metrics, NoWork, WorkerInfo
+from domain import Experiment, ExperimentSpec, Individual, Lease, Metrics, NoWork, Progress, WorkerInfo
 from domain.errors import AmoebaError
 from protos.amoeba.v1 import orchestrator_pb2 as pb
 
@@ -67,6 +68,7 @@ def encode_spec(spec: ExperimentSpec) -> pb.ExperimentSpec:
         seed=spec.seed,
         algorithm=spec.algorithm,
         algorithm_options_json=dumps(spec.algorithm_options),
+        early_stopping_json=dumps(spec.early_stopping),
         mutation_json=dumps(spec.mutation),
         objective_json=dumps(spec.objective),
         training_json=dumps(spec.training),
@@ -80,7 +82,7 @@ def encode_spec(spec: ExperimentSpec) -> pb.ExperimentSpec:
 def decode_spec(msg: pb.ExperimentSpec) -> ExperimentSpec:
     if not msg.name:
         raise WireError("experiment spec needs a name")
-    return ExperimentSpec(
+    spec = ExperimentSpec(
         name=msg.name,
         space=msg.space,
         population_size=msg.population_size,
@@ -94,9 +96,11 @@ def decode_spec(msg: pb.ExperimentSpec) -> ExperimentSpec:
         training=loads_object(msg.training_json, "training_json", {}),
         lease_timeout_s=msg.lease_timeout_s,
         max_attempts=msg.max_attempts,
-        **({"max_consecutive_failures": msg.max_consecutive_failures}
-           if msg.HasField("max_consecutive_failures") else {}),
+        early_stopping=loads_object(msg.early_stopping_json, "early_stopping_json", {"rule": "none"}),
     )
+    if msg.HasField("max_consecutive_failures"):
+        spec = dataclasses.replace(spec, max_consecutive_failures=msg.max_consecutive_failures)
+    return spec
 
 
 def encode_experiment(exp: Experiment) -> pb.Experiment:
@@ -223,7 +227,7 @@ def decode_metrics(msg: pb.Metrics) -> Metrics:
 
 _INDIVIDUAL_OPTIONAL = (
     "parent_seq", "fitness", "accuracy", "latency_ms", "params", "mult_adds", "train_seconds",
-    "compile_seconds", "lease_owner", "lease_deadline", "failure_reason", "completed_at", "completion_rank",
+    "compile_seconds", "lease_owner", "lease_deadline", "failure_reason", "completed_at", "completion_rank", "epochs",
 )
 
 
@@ -266,3 +270,18 @@ def encode_individuals(individuals: Iterable[Individual], next_page_token: str) 
     return pb.ListIndividualsResponse(
         individuals=[encode_individual(i) for i in individuals], next_page_token=next_page_token
     )
+
+
+def encode_progress(progress: Progress) -> pb.Progress:
+    msg = pb.Progress(epoch=progress.epoch, seconds=progress.seconds)
+    _set_opt(msg, "accuracy", progress.accuracy)
+    _set_opt(msg, "train_loss", progress.train_loss)
+    return msg
+
+
+def decode_progress(msg: pb.Progress) -> Progress:
+    values = (msg.seconds, _opt(msg, "accuracy"), _opt(msg, "train_loss"))
+    if any(v is not None and math.isnan(v) for v in values):
+        raise WireError("progress must not be NaN")
+    return Progress(epoch=msg.epoch, accuracy=_opt(msg, "accuracy"), train_loss=_opt(msg, "train_loss"),
+                    seconds=msg.seconds)

@@ -35,6 +35,8 @@ FULL: list[Any] = [
     ev.Killed(by_proposal=14),
     ev.Paused("5 failures in a row: out of memory"),
     ev.Resumed("by the user"),
+    ev.ProgressReported(3, accuracy=0.61, train_loss=1.2, seconds=42.5),
+    ev.Stopped(3, accuracy=0.61, reason="median rule", joined=True, fitness=0.61, latency_ms=1.5),
 ]
 MINIMAL: list[Any] = [
     ev.ExperimentCreated({"name": "exp"}),
@@ -51,6 +53,8 @@ MINIMAL: list[Any] = [
     ev.Killed(),
     ev.Paused(),
     ev.Resumed(),
+    ev.ProgressReported(1),
+    ev.Stopped(1),
 ]
 
 
@@ -72,7 +76,7 @@ def test_every_payload_round_trips(payload: Any) -> None:
 def test_event_kinds_are_the_stored_strings() -> None:
     assert [k.value for k in ev.EventKind] == [
         "experiment_created", "proposed", "leased", "completed", "failed", "rejected", "requeued", "released",
-        "expired", "experiment_done", "seeded", "killed", "paused", "resumed"]
+        "expired", "experiment_done", "seeded", "killed", "paused", "resumed", "progress", "stopped"]
     entry = ev.Event(seq=3, at=1.5, individual_id=2, proposal_seq=0, payload=ev.Leased("w"))
     assert entry.kind == "leased" and type(entry.kind) is str
 

@@ -88,6 +88,14 @@ FIELDS: tuple[Field, ...] = (
     Field("algorithm", "string", False, "the search algorithm (`aging`, `non-aging`, `random`, ...)"),
     Field("paused_reason", "string|null", False, "why the experiment is paused (a user, or the circuit breaker); null otherwise"),
     Field("last_failure", "string|null", False, "the reason of the latest failure or rejection"),
+    Field("stopped", "integer", False, "children the early-stopping rule stopped (with their partial accuracy)"),
+    Field("saved_train_seconds", "number", False, "training seconds early stopping saved: the stopped children's shortfall against an average completed child"),
+    Field("running", "object[]", False, "children in training now, with their last progress report"),
+    Field("running[].proposal_seq", "integer", True, "proposal number"),
+    Field("running[].worker_id", "string|null", True, "the worker training it"),
+    Field("running[].epoch", "integer|null", True, "epochs trained, from its last progress report (null before one)"),
+    Field("running[].accuracy", "number|null", True, "validation accuracy at that report"),
+    Field("running[].seconds", "number|null", True, "training seconds at that report"),
     Field("consecutive_failures", "integer", False, "failures and rejections since the last completion (the circuit breaker pauses at the experiment's max_consecutive_failures)"),
 )
 

@@ -22,6 +22,10 @@ class EvaluationCancelled(AmoebaError):
     """The evaluation stopped early because the worker is shutting down; the lease is released."""
 
 
+class EvaluationStopped(AmoebaError):
+    """The early-stopping rule stopped the trial at a progress report (the orchestrator recorded it)."""
+
+
 class Evaluator(Protocol):
     """Turns a trial into metrics, or raises EvaluationFailed.
 
@@ -29,7 +33,9 @@ class Evaluator(Protocol):
     evaluation checks it between steps and raises ``EvaluationCancelled`` so the worker releases the
     lease. Heartbeats are sent by the worker loop from a background thread; evaluators call nothing.
     ``latency_ms`` in the metrics is for a latency the evaluator *measured*; leave it None and the
-    orchestrator keeps the simulated latency it priced when the child was proposed.
+    orchestrator keeps the simulated latency it priced when the child was proposed. A long evaluation
+    reports ``trial.progress(epoch, accuracy, ...)`` as it goes and raises ``EvaluationStopped`` when that
+    answers False (the early-stopping rule stopped it).
     """
 
     name: str

@@ -25,10 +25,20 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from domain import AlreadyExists, FailedPrecondition, Lease, Metrics, NotFound, NoWork, Unavailable, WorkerInfo
+from domain import (
+    AlreadyExists,
+    FailedPrecondition,
+    Lease,
+    Metrics,
+    NotFound,
+    NoWork,
+    Progress,
+    Unavailable,
+    WorkerInfo,
+)
 from domain.errors import AmoebaError
 from protos.client import OrchestratorClient
-from worker.evaluator import EvaluationCancelled, EvaluationFailed, Evaluator
+from worker.evaluator import EvaluationCancelled, EvaluationFailed, EvaluationStopped, Evaluator
 from worker.trial import Trial
 
 log = logging.getLogger(__name__)
@@ -82,11 +92,13 @@ class WorkerSummary:
     dropped: int  # work whose lease was lost before the report landed
     released: int
     exit_reason: ExitReason
+    stopped: int = 0  # children the early-stopping rule stopped
 
     def to_json(self) -> dict[str, object]:
         return {
             "worker_id": self.worker_id, "evaluated": self.evaluated, "failed": self.failed,
-            "dropped": self.dropped, "released": self.released, "exit_reason": self.exit_reason,
+            "dropped": self.dropped, "released": self.released, "stopped": self.stopped,
+            "exit_reason": self.exit_reason,
         }
 
 
@@ -138,6 +150,26 @@ class _Session:
     def stopping(self) -> bool:
         return self.worker.stop.is_set() or self.beat.lost.is_set()
 
+    def progress(self, progress: Progress) -> bool:
+        if self.beat.lost.is_set():
+            return True  # nobody will accept it; the cancel event ends the evaluation
+        lease = self.lease
+        try:
+            answer = self.worker.client.progress(lease.individual_id, lease.token, self.worker.worker_id, progress)
+        except LOST_LEASE as exc:
+            log.warning("progress of individual %d refused (%s)", lease.individual_id, exc)
+            return True
+        except AmoebaError as exc:
+            # Progress is advice: an unreachable server must not cost the training it would have advised on.
+            log.info("progress of individual %d not sent (%s)", lease.individual_id, exc)
+            return True
+        if answer.stop:
+            log.info("individual %d stopped early: %s", lease.individual_id, answer.reason)
+            self.settled = True
+            self.beat.close()
+            self.worker.counts["stopped"] += 1
+        return not answer.stop
+
     def report(self, metrics: Metrics) -> None:
         self.settled = True
         self.beat.close()
@@ -173,7 +205,7 @@ class Worker:
         self.stop = threading.Event()
         self._cancel = threading.Event()
         self._rng = random.Random(seed)
-        self.counts = {"evaluated": 0, "failed": 0, "dropped": 0, "released": 0}
+        self.counts = {"evaluated": 0, "failed": 0, "dropped": 0, "released": 0, "stopped": 0}
         self.exit_reason: ExitReason = "done"
 
     @property
@@ -293,7 +325,10 @@ class Worker:
                     continue
                 except EvaluationCancelled:
                     continue  # unsettled: released (or dropped, when the lease was lost)
-                trial.report(metrics)
+                except EvaluationStopped:
+                    continue  # settled by the orchestrator when it stopped the trial
+                if not trial.settled:
+                    trial.report(metrics)
         return WorkerSummary(self.worker_id, **self.counts, exit_reason=self.exit_reason)
 
     def settle(self, lease: Lease, what: str, call: Callable[[], T]) -> T | None:

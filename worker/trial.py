@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from domain import Lease, Metrics
+from domain import Lease, Metrics, Progress
 from domain.errors import AmoebaError
 from genome.base import Genome
 
@@ -33,6 +33,11 @@ class TrialSession(Protocol):
 
     def stopping(self) -> bool:
         """True once the worker was asked to stop: a long evaluation should return soon."""
+        ...
+
+    def progress(self, progress: Progress) -> bool:
+        """Send an intermediate result; False when the early-stopping rule stopped the trial (it is then
+        settled: report nothing more)."""
         ...
 
 
@@ -171,6 +176,26 @@ class Trial:
     def fail(self, reason: str) -> None:
         """Report the evaluation as failed (NaN loss, out of memory, ...); it never enters the population."""
         self._settle().fail(str(reason).strip() or "failed without a reason")
+
+    def progress(self, epoch: int, accuracy: float | None = None, train_loss: float | None = None,
+                 seconds: float = 0.0) -> bool:
+        """Report an intermediate result after ``epoch`` epochs (or steps); True: go on training.
+
+        False means the experiment's early-stopping rule stopped the trial: the orchestrator recorded it
+        with this partial accuracy, and the trial is settled (do not report it). An unbound trial (a worker's
+        evaluator without a session, a unit test) always goes on; a progress report that cannot reach the
+        server does not stop training either.
+        """
+        if self._session is None or self._settled:
+            return not self._settled
+        def number(value: float | None) -> float | None:  # a NaN loss is the final report's business
+            return float(value) if value is not None and math.isfinite(value) else None
+
+        go_on = self._session.progress(Progress(int(epoch), number(accuracy), number(train_loss),
+                                                number(seconds) or 0.0))
+        if not go_on:
+            self._settled = True
+        return go_on
 
     def __repr__(self) -> str:
         return f"Trial({self.experiment}#{self.proposal_seq}, {self.space}, attempt {self.attempt})"

@@ -123,7 +123,8 @@ class TrainEvaluator:
         model = self._model(genome, config, data.num_classes)
         try:
             result = train_and_evaluate(model, data, config, short_seed(trial.seed), stop,
-                                        tracing=lambda: _conv_impl(config.conv_impl))
+                                        tracing=lambda: _conv_impl(config.conv_impl),
+                                        on_epoch=lambda e, acc, loss, secs: trial.progress(e, acc, loss, secs))
         except DatasetUnavailable:
             raise
         except DataError as exc:  # found while streaming (an undecodable JPEG, ...)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from worker.evaluator import EvaluationCancelled, EvaluationFailed
+from worker.evaluator import EvaluationCancelled, EvaluationFailed, EvaluationStopped
 from worker.training.datasets import TrainData
 from worker.training.presets import TrainingConfig
 from worker.training.sharding import DataParallel, data_parallel, round_to_devices
@@ -76,20 +76,27 @@ def train_and_evaluate(
     dp: DataParallel | None = None,
     on_step: Callable[[int, int], None] | None = None,
     tracing: Callable[[], AbstractContextManager[Any]] | None = None,
+    on_epoch: OnEpoch | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` for ``config.epochs`` and return its accuracy on the held-out split.
 
     ``seed`` drives parameter initialization, shuffling, augmentation and dropout. ``on_step(step,
     total)`` is called after each dispatched step (progress display). ``tracing()`` is entered while the
-    steps are traced (the evaluator uses it to pick the convolution implementation).
+    steps are traced (the evaluator uses it to pick the convolution implementation). With ``on_epoch``,
+    the held-out split is evaluated after every epoch and ``on_epoch(epoch, accuracy, loss, seconds)``
+    told; when it answers False, training stops there with ``EvaluationStopped``.
     """
     with failures_as_evaluation_failed():
-        return _run(model, data, config, seed, stop, dp or data_parallel(), on_step, tracing or nullcontext)
+        return _run(model, data, config, seed, stop, dp or data_parallel(), on_step, tracing or nullcontext, on_epoch)
+
+
+#: ``on_epoch(epoch, validation accuracy, training loss, training seconds) -> go on?``
+OnEpoch = Callable[[int, float, float, float], bool]
 
 
 def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, stop: threading.Event | None,
          dp: DataParallel, on_step: Callable[[int, int], None] | None,
-         tracing: Callable[[], AbstractContextManager[Any]]) -> TrainResult:
+         tracing: Callable[[], AbstractContextManager[Any]], on_epoch: OnEpoch | None = None) -> TrainResult:
     batch = round_to_devices(config.batch_size, dp.devices)
     eval_batch = round_to_devices(min(config.eval_batch_size, max(data.num_eval, 1)), dp.devices)
     if data.num_train < batch:
@@ -144,9 +151,28 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
             pending = (step, metrics)
             if on_step is not None:
                 on_step(step, total_steps)
+        if on_epoch is not None:
+            if pending is not None:
+                last, pending = _checked(*pending), None
+            accuracy = _evaluate(data, dp, eval_step, state, eval_batch)
+            if not on_epoch(epoch + 1, accuracy, last["loss"], time.perf_counter() - train_start):
+                raise EvaluationStopped(f"stopped early after epoch {epoch + 1} of {config.epochs}")
     if pending is not None:
         last = _checked(*pending)
 
+    # With per-epoch evaluation the last epoch's accuracy is the result; evaluating again would repeat it.
+    if on_epoch is None or config.epochs == 0:
+        accuracy = _evaluate(data, dp, eval_step, state, eval_batch)
+    train_seconds = time.perf_counter() - train_start
+    return TrainResult(
+        accuracy=accuracy, params=params, steps=step, final_loss=last["loss"],
+        train_accuracy=last["accuracy"], train_seconds=train_seconds, compile_seconds=compile_seconds,
+        images_per_second=step * batch / train_seconds if train_seconds > 0 else 0.0,
+    )
+
+
+def _evaluate(data: TrainData, dp: DataParallel, eval_step: Any, state: TrainState, eval_batch: int) -> float:
+    """Accuracy on the held-out split."""
     correct = 0.0
     count = 0.0
     for images, labels, mask in data.eval_batches(eval_batch):
@@ -154,14 +180,9 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
         out = eval_step(state, x, y, m)
         correct += float(out["correct"])
         count += float(out["count"])
-    train_seconds = time.perf_counter() - train_start
     if count == 0:
         raise EvaluationFailed("bad data: the validation split is empty")
-    return TrainResult(
-        accuracy=correct / count, params=params, steps=step, final_loss=last["loss"],
-        train_accuracy=last["accuracy"], train_seconds=train_seconds, compile_seconds=compile_seconds,
-        images_per_second=step * batch / train_seconds if train_seconds > 0 else 0.0,
-    )
+    return correct / count
 
 
 def _checked(step: int, metrics: dict[str, jax.Array]) -> dict[str, float]:

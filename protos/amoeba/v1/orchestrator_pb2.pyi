@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExperimentSpec(_message.Message):
-    __slots__ = ("name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation_json", "objective_json", "training_json", "lease_timeout_s", "max_attempts", "algorithm_options_json", "max_consecutive_failures")
+    __slots__ = ("name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation_json", "objective_json", "training_json", "lease_timeout_s", "max_attempts", "algorithm_options_json", "max_consecutive_failures", "early_stopping_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     POPULATION_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class ExperimentSpec(_message.Message):
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     MAX_CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOPPING_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
     population_size: int
@@ -36,7 +37,8 @@ class ExperimentSpec(_message.Message):
     max_attempts: int
     algorithm_options_json: str
     max_consecutive_failures: int
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., population_size: _Optional[int] = ..., sample_size: _Optional[int] = ..., evaluations: _Optional[int] = ..., seed: _Optional[int] = ..., algorithm: _Optional[str] = ..., mutation_json: _Optional[str] = ..., objective_json: _Optional[str] = ..., training_json: _Optional[str] = ..., lease_timeout_s: _Optional[float] = ..., max_attempts: _Optional[int] = ..., algorithm_options_json: _Optional[str] = ..., max_consecutive_failures: _Optional[int] = ...) -> None: ...
+    early_stopping_json: str
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., population_size: _Optional[int] = ..., sample_size: _Optional[int] = ..., evaluations: _Optional[int] = ..., seed: _Optional[int] = ..., algorithm: _Optional[str] = ..., mutation_json: _Optional[str] = ..., objective_json: _Optional[str] = ..., training_json: _Optional[str] = ..., lease_timeout_s: _Optional[float] = ..., max_attempts: _Optional[int] = ..., algorithm_options_json: _Optional[str] = ..., max_consecutive_failures: _Optional[int] = ..., early_stopping_json: _Optional[str] = ...) -> None: ...
 
 class Experiment(_message.Message):
     __slots__ = ("id", "spec", "state", "created_at", "proposals", "completed", "failed", "rejected", "paused_reason")
@@ -131,7 +133,7 @@ class Metrics(_message.Message):
     def __init__(self, accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., fits_on_chip: _Optional[bool] = ...) -> None: ...
 
 class Individual(_message.Message):
-    __slots__ = ("id", "experiment", "proposal_seq", "genome_json", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "lease_owner", "lease_deadline", "failure_reason", "created_at", "completed_at", "completion_rank", "in_population")
+    __slots__ = ("id", "experiment", "proposal_seq", "genome_json", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "lease_owner", "lease_deadline", "failure_reason", "created_at", "completed_at", "completion_rank", "in_population", "epochs")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +157,7 @@ class Individual(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_RANK_FIELD_NUMBER: _ClassVar[int]
     IN_POPULATION_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
     id: int
     experiment: str
     proposal_seq: int
@@ -178,7 +181,8 @@ class Individual(_message.Message):
     completed_at: float
     completion_rank: int
     in_population: bool
-    def __init__(self, id: _Optional[int] = ..., experiment: _Optional[str] = ..., proposal_seq: _Optional[int] = ..., genome_json: _Optional[str] = ..., fingerprint: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., fitness: _Optional[float] = ..., accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., lease_owner: _Optional[str] = ..., lease_deadline: _Optional[float] = ..., failure_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., completion_rank: _Optional[int] = ..., in_population: _Optional[bool] = ...) -> None: ...
+    epochs: int
+    def __init__(self, id: _Optional[int] = ..., experiment: _Optional[str] = ..., proposal_seq: _Optional[int] = ..., genome_json: _Optional[str] = ..., fingerprint: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., fitness: _Optional[float] = ..., accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., lease_owner: _Optional[str] = ..., lease_deadline: _Optional[float] = ..., failure_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., completion_rank: _Optional[int] = ..., in_population: _Optional[bool] = ..., epochs: _Optional[int] = ...) -> None: ...
 
 class CreateExperimentRequest(_message.Message):
     __slots__ = ("spec",)
@@ -357,3 +361,35 @@ class ResumeExperimentResponse(_message.Message):
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     experiment: Experiment
     def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("epoch", "accuracy", "train_loss", "seconds")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    accuracy: float
+    train_loss: float
+    seconds: float
+    def __init__(self, epoch: _Optional[int] = ..., accuracy: _Optional[float] = ..., train_loss: _Optional[float] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class ReportProgressRequest(_message.Message):
+    __slots__ = ("individual_id", "token", "worker_id", "progress")
+    INDIVIDUAL_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    individual_id: int
+    token: str
+    worker_id: str
+    progress: Progress
+    def __init__(self, individual_id: _Optional[int] = ..., token: _Optional[str] = ..., worker_id: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+
+class ReportProgressResponse(_message.Message):
+    __slots__ = ("stop", "reason")
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    stop: bool
+    reason: str
+    def __init__(self, stop: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...

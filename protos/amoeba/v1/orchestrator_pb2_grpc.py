@@ -94,6 +94,11 @@ class OrchestratorStub:
                 request_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentRequest.SerializeToString,
                 response_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentResponse.FromString,
                 _registered_method=True)
+        self.ReportProgress = channel.unary_unary(
+                '/amoeba.v1.Orchestrator/ReportProgress',
+                request_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ReportProgressRequest.SerializeToString,
+                response_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ReportProgressResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServicer:
@@ -171,6 +176,12 @@ class OrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportProgress(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +244,11 @@ def add_OrchestratorServicer_to_server(servicer, server):
                     servicer.ResumeExperiment,
                     request_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentRequest.FromString,
                     response_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentResponse.SerializeToString,
+            ),
+            'ReportProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportProgress,
+                    request_deserializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ReportProgressRequest.FromString,
+                    response_serializer=protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ReportProgressResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -559,6 +575,33 @@ class Orchestrator:
             '/amoeba.v1.Orchestrator/ResumeExperiment',
             protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentRequest.SerializeToString,
             protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ResumeExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/amoeba.v1.Orchestrator/ReportProgress',
+            protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ReportProgressRequest.SerializeToString,
+            protos_dot_amoeba_dot_v1_dot_orchestrator__pb2.ReportProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,
