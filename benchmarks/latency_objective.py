@@ -30,7 +30,8 @@ from tables.nb201 import load_table
 OBJECTIVES: dict[str, dict[str, Any]] = {
     "accuracy": {"kind": "accuracy"},
     # MnasNet's hard constraint: fitness = ACC * (LAT / T) ** -1 above T, plus a hard limit checked before training.
-    "latency-constrained": {"kind": "mnas", "target_ms": 0.95, "hard": True, "max_latency_ms": 1.15},
+    # T and the limit sit at the 35th and 90th percentiles of the 15,625 cells' simulated latencies.
+    "latency-constrained": {"kind": "mnas", "target_ms": 0.89, "hard": True, "max_latency_ms": 1.04},
 }
 
 

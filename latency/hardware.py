@@ -43,11 +43,13 @@ BIAS_BYTES_PER_CHANNEL = 8  # int32 bias + int32 per-channel requantization mult
 
 # -- utilization ------------------------------------------------------------------------------------
 #: FITTED: fraction of peak a well-shaped regular/pointwise convolution sustains (pipeline stalls,
-#: activation reads, weight loads). Fitted with the host overheads to the four calibration points.
-MAC_EFFICIENCY = 0.32
+#: activation reads, weight loads). Fitted to the four calibration points with the host overheads held
+#: (0.32 before depthwise layers followed the lane rule; see ``utilization``).
+MAC_EFFICIENCY = 0.50
 #: Depthwise convolutions have no reduction over input channels, so the array's cell rows idle: a
 #: cycle-level 64x64 systolic simulation of MobileNet v1 shows ~7 % on depthwise against 43-93 %
-#: (midpoint 68 %) on pointwise layers, a ratio of about 0.1 (not fitted).
+#: (midpoint 68 %) on pointwise layers, a ratio of about 0.1 (not fitted). That array has no lanes;
+#: the Edge TPU's lane rule (one input channel per lane) comes on top, in ``utilization``.
 DEPTHWISE_RATIO = 0.07 / 0.68
 #: Fixed cycles per layer on the chip: systolic fill/drain and instruction issue (assumption, not fitted).
 LAYER_OVERHEAD_CYCLES = 128
@@ -109,6 +111,14 @@ def utilization(layer: Layer) -> float:
     Output channels map onto the 64 cells of a tile (so 72 channels need two passes, the second one
     1/8 full), input channels onto the 4 lanes of a cell, and output pixels onto the 16 tiles (a 7x7
     map leaves tiles idle). Dense layers have one output pixel and spread outputs over all 1024 cells.
+
+    The lane rule holds for depthwise layers too: each output channel reads one input channel (the
+    group has one channel), so one lane of four works, and the array-level ``DEPTHWISE_RATIO`` of the
+    lane-less systolic simulation applies on top. (Until the EfficientNet-EdgeTPU space, depthwise
+    layers skipped the lane rule; then no shape made a regular 3x3 convolution faster than a
+    depthwise-separable one with the same input and output, which the EfficientNet-EdgeTPU blog reports
+    for the early, wide-spatial shapes, and the regular convolution's utilization advantage fell to
+    1.6x at the late ones, against the blog's "about 3x".)
     """
     if layer.kind not in MAC_KINDS:
         return 0.0
@@ -118,7 +128,7 @@ def utilization(layer: Layer) -> float:
     spatial = _fill(pixels, TILES)
     channels = _fill(layer.out_channels, CELLS_PER_TILE)
     if layer.kind == DEPTHWISE:
-        return MAC_EFFICIENCY * DEPTHWISE_RATIO * channels * spatial
+        return MAC_EFFICIENCY * DEPTHWISE_RATIO * channels * _fill(1, LANES_PER_CELL) * spatial
     cin_per_group = max(1, layer.in_channels // max(1, layer.groups))
     assert layer.kind in (CONV, POINTWISE)
     return MAC_EFFICIENCY * channels * _fill(cin_per_group, LANES_PER_CELL) * spatial
