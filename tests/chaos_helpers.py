@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import io
+import ipaddress
 import json
 import os
 import signal
@@ -17,12 +19,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 import db
 from db.engine import dialect_of
+from domain.errors import AmoebaError
 from protos.client import OrchestratorClient
 from tables.nb201 import Table, load_table
 from worker.loop import Backoff, Worker, WorkerConfig, WorkerSummary
@@ -31,6 +34,7 @@ from worker.table import TableEvaluator
 ROOT = Path(__file__).resolve().parent.parent
 AMOEBA = [sys.executable, "-m", "cli.main"]
 _TABLE: Table | None = None
+T = TypeVar("T")
 
 
 def table() -> Table:
@@ -149,20 +153,23 @@ def worker_process(address: str, experiment: str, worker_id: str) -> subprocess.
 
 
 class RecordingClient(OrchestratorClient):
-    """A worker client that records every call: method, start, seconds, status code (None when OK)."""
+    """A worker client that records every call: method, start, seconds, status code (None when OK).
+
+    The client raises domain errors (never ``grpc.RpcError``); each carries the status code's name in
+    ``.code``, recorded here as the ``grpc.StatusCode`` it names."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.calls: list[tuple[str, float, float, grpc.StatusCode | None]] = []
         self._calls_lock = threading.Lock()
 
-    def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+    def _call(self, method: str, request: Any, decode: Callable[[Any], T]) -> T:
         started = time.monotonic()
         code: grpc.StatusCode | None = None
         try:
-            return super()._call(method, request, timeout)
-        except grpc.RpcError as exc:
-            code = exc.code()
+            return super()._call(method, request, decode)
+        except AmoebaError as exc:
+            code = grpc.StatusCode[getattr(exc, "code", "UNKNOWN")]
             raise
         finally:
             with self._calls_lock:
@@ -188,7 +195,7 @@ class ThreadWorker:
 
     def __post_init__(self) -> None:
         self.client = RecordingClient(self.address, token=self.token, rpc_timeout_s=self.rpc_timeout_s)
-        self.loop = Worker(self.client, self.evaluator or TableEvaluator(table()),
+        self.loop = Worker(self.client, self.evaluator or TableEvaluator(),
                            WorkerConfig(experiment=self.experiment, worker_id=self.worker_id, backoff=self.backoff,
                                         max_idle_wait_s=0.5), seed=hash(self.worker_id) & 0xFFFF)
         self.thread = threading.Thread(target=self._run, name=f"worker-{self.worker_id}", daemon=True)
@@ -214,6 +221,47 @@ class ThreadWorker:
             raise AssertionError(f"worker {self.worker_id} failed: {self.error!r}") from self.error
         assert self.summary is not None
         return self.summary
+
+
+# --- certificates --------------------------------------------------------------------------------------
+
+
+def certificates() -> dict[str, bytes]:
+    """A fresh CA and the certificates it signs, as PEM bytes: ``ca``, ``server``/``server_key`` (for localhost
+    and 127.0.0.1) and ``client``/``client_key`` (for mutual TLS). Each call makes an unrelated CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def pem_key(key: Any) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    def cert(subject: str, key: Any, issuer: Any, issuer_key: Any, ca: bool, sans: list[Any] | None = None) -> Any:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(issuer_key or key, hashes.SHA256())
+
+    out: dict[str, bytes] = {}
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("amoeba test CA", ca_key, None, None, True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = cert("localhost", server_key, ca.subject, ca_key, False,
+                  [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = cert("worker", client_key, ca.subject, ca_key, False)
+    enc = serialization.Encoding.PEM
+    out.update(ca=ca.public_bytes(enc), server=server.public_bytes(enc), server_key=pem_key(server_key),
+               client=client.public_bytes(enc), client_key=pem_key(client_key))
+    return out
 
 
 # --- a TCP proxy that can be cut --------------------------------------------------------------------------

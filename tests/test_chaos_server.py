@@ -28,7 +28,7 @@ from orchestrator.service import open_service
 from protos.amoeba.v1 import orchestrator_pb2 as pb
 from protos.amoeba.v1 import orchestrator_pb2_grpc as pb_grpc
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

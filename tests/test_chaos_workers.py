@@ -28,13 +28,14 @@ from chaos_helpers import (
     wait_for,
     worker_process,
 )
-from worker.client import OrchestratorClient, WorkerIdentity, WorkLease
 
-from domain import Lease, Metrics, WorkerInfo
+from domain import AlreadyExists, FailedPrecondition, Lease, Metrics, WorkerInfo
 from orchestrator.server import RunningServer, ServerConfig, start
-from worker.evaluator import Metrics, WorkItem
+from protos.client import OrchestratorClient
+from worker.table import TableEvaluator
+from worker.trial import Trial
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -154,15 +155,15 @@ def test_a_slow_worker_keeps_its_lease_while_it_beats_and_loses_it_on_time_when_
     create_experiment(url, experiment_config("slow", evaluations=12, population=4, lease_timeout_s=timeout))
     helper = ThreadWorker(server.address, "slow", "helper")
     with OrchestratorClient(server.address, rpc_timeout_s=10) as client:
-        held = client.lease(WorkerIdentity("slowpoke"), "slow")
-        assert isinstance(held, WorkLease)
+        held = client.lease(WorkerInfo("slowpoke"), "slow")
+        assert isinstance(held, Lease)
         # Beating for two lease timeouts keeps the lease, although others lease and expire all along.
         helper.start()
         deadline = held.deadline
         until = time.time() + 2 * timeout
         while time.time() < until:
             time.sleep(timeout / 5)
-            deadline = client.heartbeat(held, "slowpoke")
+            deadline = client.heartbeat(held.individual_id, held.token, "slowpoke")
         with opened_service(url) as svc:
             ind = next(i for i in svc.list_individuals("slow", 100, "", None).individuals if i.id == held.individual_id)
             assert ind.state == "leased" and ind.lease_owner == "slowpoke" and ind.attempts == 1
@@ -180,9 +181,9 @@ def test_a_slow_worker_keeps_its_lease_while_it_beats_and_loses_it_on_time_when_
             at = wait_for(expired_at, 30, "the lease to expire")
         assert deadline <= at <= deadline + 1.0 + 1.0, (at - deadline)
         # Its late report is refused: the lease is no longer its own.
-        with pytest.raises(grpc.RpcError) as info:
-            client.report(held, "slowpoke", Metrics(accuracy=0.5), lease_next=False)
-        assert info.value.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS)
+        with pytest.raises((FailedPrecondition, AlreadyExists)) as info:
+            client.report(held.individual_id, held.token, "slowpoke", Metrics(accuracy=0.5), lease_next=False)
+        assert info.value.code in ("FAILED_PRECONDITION", "ALREADY_EXISTS")  # type: ignore[attr-defined]
         summary = helper.join(60)
     assert summary.evaluated == 12 and summary.exit_reason == "done"
     outcome = check_invariants(url, "slow")
@@ -195,21 +196,17 @@ class _Gate:
     name = "gate"
 
     def __init__(self) -> None:
-        from chaos_helpers import table
-
-        from worker.table import TableEvaluator
-
-        self.inner = TableEvaluator(table())
+        self.inner = TableEvaluator()
         self.entered = threading.Event()
         self.go = threading.Event()
-        self.first: WorkItem | None = None
+        self.first: Trial | None = None
 
-    def evaluate(self, item: WorkItem, stop: threading.Event) -> Metrics:
+    def evaluate(self, trial: Trial, stop: threading.Event) -> Metrics:
         if self.first is None:
-            self.first = item
+            self.first = trial
             self.entered.set()
             assert self.go.wait(60)
-        return self.inner.evaluate(item, stop)
+        return self.inner.evaluate(trial, stop)
 
 
 @pytest.mark.parametrize("url", ["sqlite"], indirect=True)

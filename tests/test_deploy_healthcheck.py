@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import shutil
 import subprocess
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import grpc
 import pytest
+from deploy_helpers import ROOT, load_healthcheck
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.grpc
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("deploy_healthcheck", ROOT / "deploy" / "healthcheck.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hc = _load()
+hc = load_healthcheck()
 
 
 def _serve(credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.Server, Any, int]:

@@ -10,7 +10,6 @@ PostgreSQL, the migrate Job's containers, the orchestrator's (with the token) an
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -28,12 +27,15 @@ from typing import Any
 import pytest
 import typer
 import yaml
+from deploy_helpers import load_healthcheck
 
 from cli.deploy import KubernetesOptions, manifests, render
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "deploy" / "kubernetes" / "amoeba.yaml"
 IMAGE_ROOT = "/app/"  # WORKDIR of both Dockerfiles
+
+pytestmark = pytest.mark.e2e
 
 # Flag combinations every check runs over; "gpu" is the README's example.
 COMBINATIONS: dict[str, list[str]] = {
@@ -101,11 +103,7 @@ def _container(docs: list[dict[str, Any]], kind: str, name: str, container: str)
 
 
 def _load_healthcheck() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("deploy_healthcheck_k8s", ROOT / "deploy" / "healthcheck.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_healthcheck("deploy_healthcheck_k8s")
 
 
 @pytest.fixture(scope="module", params=sorted(COMBINATIONS))

@@ -18,18 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_deploy_compose import COMPOSE, IMAGE_ROOT, as_list, load
-from test_deploy_healthcheck import hc as healthcheck
+from deploy_helpers import COMPOSE, IMAGE_ROOT, as_list, load, load_healthcheck
 
 import db
 from orchestrator.service import OrchestratorService
 from ui.schema import snapshot_problems
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 
 ROOT = Path(__file__).resolve().parents[1]
 C = 24
+REPLICAS = 3
 TOKEN = "topology-token"
+healthcheck = load_healthcheck()
 
 
 def _free_port() -> int:
@@ -100,11 +101,15 @@ def test_compose_topology_runs_as_processes(pg_server: Any, tmp_path: Path) -> N
                                  capture_output=True, text=True, timeout=60)
         assert created.returncode == 0, created.stderr
 
-        # Three replicas of the worker service.
+        # Three replicas of the worker service. Each may do C/REPLICAS evaluations: as C are needed, every
+        # replica does exactly its share, whichever starts first or runs fastest (on a quiet machine the
+        # first one could otherwise finish all C before the others connect).
         worker_env = {**env("worker"), "AMOEBA_CACHE": str(data / "cache")}
-        workers = [subprocess.Popen([*argv("worker"), "--json", "--worker-id", f"replica-{k}"], env=worker_env,
+        share = C // REPLICAS
+        workers = [subprocess.Popen([*argv("worker"), "--json", "--worker-id", f"replica-{k}",
+                                     "--max-evaluations", str(share)], env=worker_env,
                                     cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                   for k in range(3)]
+                   for k in range(REPLICAS)]
         summaries = []
         for w in workers:
             out, err = w.communicate(timeout=180)
@@ -112,6 +117,7 @@ def test_compose_topology_runs_as_processes(pg_server: Any, tmp_path: Path) -> N
             summaries.append(json.loads(out.strip().splitlines()[-1]))
         assert sum(s["evaluated"] for s in summaries) == C
         assert sum(s["evaluated"] > 0 for s in summaries) >= 2, summaries  # the replicas shared the work
+        assert [s["evaluated"] for s in summaries] == [share] * REPLICAS, summaries
     finally:
         for w in workers:
             if w.poll() is None:
@@ -128,5 +134,6 @@ def test_compose_topology_runs_as_processes(pg_server: Any, tmp_path: Path) -> N
         store.close()
     assert doc["completed"] == C and doc["state"] == "done" and doc["failed"] == 0
     seen = {w["worker_id"] for w in doc["workers"]}
-    assert seen <= {f"replica-{k}" for k in range(3)} and len(seen) >= 2, seen
+    assert seen <= {f"replica-{k}" for k in range(REPLICAS)} and len(seen) >= 2, seen
+    assert seen == {f"replica-{k}" for k in range(REPLICAS)}, seen
     assert snapshot_problems(json.loads(json.dumps(doc))) == []

@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from builders import spec
 
 import db
 from evolution import verify
-from orchestrator.config import parse_spec
 from orchestrator.replay import replay_inputs, verify_experiment
 from orchestrator.service import OrchestratorService
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 AMOEBA = [sys.executable, "-m", "cli.main"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +57,7 @@ def stop_server(proc: subprocess.Popen[str]) -> int:
 def test_four_worker_processes_run_an_nb201_experiment_to_completion(sqlite_url: str) -> None:
     store = db.open_store(sqlite_url)
     try:
-        OrchestratorService(store).create_experiment(parse_spec(
-            {"name": "nb", "space": "nb201", "population": P, "sample": S, "evaluations": C, "seed": 11}))
+        OrchestratorService(store).create_experiment(spec("nb", population=P, sample=S, evaluations=C, seed=11))
     finally:
         store.close()
     server, port = start_server(sqlite_url)
@@ -94,7 +93,8 @@ def test_four_worker_processes_run_an_nb201_experiment_to_completion(sqlite_url:
         assert sorted(r.proposal_seq for r in rows) == list(range(C))
         assert {r.state for r in rows} == {"completed"}
         assert all(r.accuracy is not None and 0 < r.accuracy < 1 for r in rows)
-        # Workers report the simulated Edge TPU latency with every result (NB201 cells: about 1 ms).
+        # The orchestrator priced each child's simulated Edge TPU latency when it proposed it, and the table
+        # evaluator's reports (which carry none) keep it (NB201 cells: about 1 ms).
         assert all(r.latency_ms is not None and 0.5 < r.latency_ms < 3.0 and r.fits_on_chip for r in rows)
         # The population is the last P members to complete, whatever order the workers reported in.
         by_completion = sorted(rows, key=lambda r: r.completion_rank)
@@ -103,7 +103,7 @@ def test_four_worker_processes_run_an_nb201_experiment_to_completion(sqlite_url:
         # Re-deriving every proposal from the event log and the seed gives exactly the stored genomes.
         inputs, problems = replay_inputs(store, "nb")
         assert problems == []
-        assert verify(inputs.config, inputs.space, inputs.mutation, inputs.events) is None
+        assert verify(inputs.algorithm, inputs.spec.seed, inputs.events) is None
         report = verify_experiment(store, "nb")
         assert report.ok and (report.proposals, report.completed) == (C, C), report.problems
         assert any(r.parent_seq is not None for r in rows)  # evolution happened, not just random sampling
@@ -123,8 +123,7 @@ def test_server_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 def test_sigterm_on_a_worker_releases_its_lease_and_exits_zero(sqlite_url: str) -> None:
     store = db.open_store(sqlite_url)
     service = OrchestratorService(store)
-    service.create_experiment(parse_spec({"name": "slow", "space": "nb201", "population": 3, "sample": 2,
-                                          "evaluations": 5}))
+    service.create_experiment(spec("slow", population=3, sample=2, evaluations=5))
     server, port = start_server(sqlite_url)
     try:
         worker = subprocess.Popen(

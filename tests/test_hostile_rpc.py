@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import builders
 import grpc
 import pytest
 from chaos_helpers import check_invariants, create_experiment, experiment_config, snapshot
@@ -19,12 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from db.engine import make_engine
-from orchestrator.config import parse_spec
 from orchestrator.server import RunningServer, ServerConfig, start
 from orchestrator.service import open_service
 from protos import codec
 from protos.amoeba.v1 import orchestrator_pb2 as pb
 from protos.amoeba.v1 import orchestrator_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.grpc
 
 #: Statuses that say precisely what is wrong with a request; INTERNAL, UNKNOWN or UNAVAILABLE never do.
 PRECISE = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
@@ -203,8 +205,7 @@ def test_every_rpc_fuzzed_gets_a_precise_answer_and_refusals_change_nothing(targ
 
 
 def _spec(**changes: Any) -> pb.ExperimentSpec:
-    msg = codec.encode_spec(parse_spec({"name": "new", "space": "nb201", "population": 3, "sample": 2,
-                                        "evaluations": 5}))
+    msg = codec.encode_spec(builders.spec("new", population=3, sample=2, evaluations=5))
     for key, value in changes.items():
         setattr(msg, key, value)
     return msg

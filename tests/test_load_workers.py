@@ -19,7 +19,7 @@ from chaos_helpers import ServerProcess, ThreadWorker, check_invariants, create_
 
 from worker.loop import Backoff
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 WORKERS = 64
 C = 2400

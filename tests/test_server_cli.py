@@ -12,6 +12,8 @@ from cli.main import main
 from orchestrator.server import RunningServer, ServerConfig, start
 from orchestrator.service import open_service
 
+pytestmark = pytest.mark.e2e
+
 CONFIG = "name: cli-exp\nspace: nb201\npopulation: 4\nsample: 2\nevaluations: 6\nseed: 2\n"
 
 
@@ -72,6 +74,11 @@ def test_experiment_and_worker_commands_through_a_server(
     [
         (["worker", "--server", "nohost"], "HOST:PORT"),
         (["worker", "--server", "127.0.0.1:1", "--evaluator", "magic"], "unknown evaluator"),
+        (["worker", "--server", "127.0.0.1:1", "--evaluator", "no_such_module_xyz:evaluate"],
+         "cannot import evaluator module 'no_such_module_xyz'"),
+        (["worker", "--server", "127.0.0.1:1", "--evaluator", "json:no_such_function"],
+         "module 'json' has no function 'no_such_function'"),
+        (["worker", "--server", "127.0.0.1:1", "--evaluator", "table", "--give-up-after", "0"], "--give-up-after"),
         (["worker", "--server", "127.0.0.1:1", "--sleep", "3,1"], "--sleep"),
         (["worker", "--server", "127.0.0.1:1", "--experiment", "x", "--wait"], "--wait"),
         (["experiment", "list", "--server", "127.0.0.1:1", "--db", "sqlite:///x.db"], "either --server or --db"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import threading
 import time
@@ -12,25 +10,67 @@ from typing import Any
 
 import grpc
 import pytest
+from builders import spec
+from chaos_helpers import certificates, free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from test_server_fakes import FakeService, nb201_spec
 
-from domain import FailedPrecondition, InvalidArgument, NotFound
-from orchestrator.config import parse_spec
+from domain import (
+    AlreadyExists,
+    DomainError,
+    ExperimentSpec,
+    FailedPrecondition,
+    InvalidArgument,
+    Lease,
+    Metrics,
+    NotFound,
+    NoWork,
+    Unavailable,
+    WorkerInfo,
+)
 from orchestrator.server import RunningServer, ServerConfig, TLSConfig, start
 from orchestrator.service import OrchestratorService, open_service
-from orchestrator.servicer import ERROR_OF_STATUS, STATUS_OF_ERROR, error_for_status, status_for_error
 from protos import codec
 from protos.amoeba.v1 import orchestrator_pb2 as pb
 from protos.amoeba.v1 import orchestrator_pb2_grpc as pb_grpc
+from protos.client import ClientTLS, OrchestratorClient
+from protos.errors import ERROR_OF_STATUS, STATUS_OF_ERROR, RemoteError, error_for_status, status_for_error
+
+pytestmark = pytest.mark.grpc
 
 WORKER = pb.WorkerInfo(worker_id="test-1-aaaaaa", host="test", evaluator="table")
 
 
 def spec_msg(name: str = "exp", evaluations: int = 6) -> pb.ExperimentSpec:
-    return codec.encode_spec(parse_spec({"name": name, "space": "nb201", "population": 3, "sample": 2,
-                                         "evaluations": evaluations, "seed": 1}))
+    return codec.encode_spec(spec(name, population=3, sample=2, evaluations=evaluations, seed=1))
+
+
+class Wrapped:
+    """The real (in-memory) service, with a few use cases changed by subclasses."""
+
+    def __init__(self) -> None:
+        self.inner = open_service("memory://")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def close(self) -> None:
+        self.inner.store.close()
+
+
+class Gated(Wrapped):
+    """Every lease call waits (up to 10 s) for ``go`` before it reaches the service; ``entered`` says one came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def lease(self, worker: WorkerInfo, experiment: str | None) -> Lease | NoWork:
+        self.entered.set()
+        self.go.wait(10)
+        result: Lease | NoWork = self.inner.lease(worker, experiment)
+        return result
 
 
 @pytest.fixture
@@ -64,11 +104,24 @@ def code_of(call: Any, request: Any, **kw: Any) -> tuple[grpc.StatusCode, str]:
 
 
 def test_error_table_maps_both_ways_and_covers_subclasses() -> None:
-    assert len(ERROR_OF_STATUS) == len(STATUS_OF_ERROR)
+    # Every domain error has its status and back; DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED also read as
+    # Unavailable (a server that answers too late or is overloaded: worth a retry); the table has no others.
+    assert set(ERROR_OF_STATUS) == set(STATUS_OF_ERROR.values()) | {grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                                     grpc.StatusCode.RESOURCE_EXHAUSTED}
     for err, code in STATUS_OF_ERROR.items():
-        assert type(error_for_status(code, "m")) is err
+        got = error_for_status(code, "m")
+        assert type(got) is err and got.code == code.name and str(got) == "m"  # type: ignore[attr-defined]
+    for code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        got = error_for_status(code, "slow")
+        assert type(got) is Unavailable and got.code == code.name  # type: ignore[attr-defined]
+    # A status with no domain meaning is a RemoteError that keeps the code's name.
+    for code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNKNOWN):
+        got = error_for_status(code, "boom")
+        assert type(got) is RemoteError and got.code == code.name  # type: ignore[attr-defined]
+
     class LeaseExpired(FailedPrecondition):
         pass
+
     assert status_for_error(LeaseExpired("late")) == grpc.StatusCode.FAILED_PRECONDITION
 
 
@@ -155,18 +208,75 @@ def test_bad_requests_get_one_clear_status_and_change_nothing(stub: pb_grpc.Orch
     assert code_of(stub.Heartbeat, hb)[0] == grpc.StatusCode.FAILED_PRECONDITION
 
 
-def test_unexpected_service_errors_are_internal_not_tracebacks() -> None:
-    class Broken(FakeService):
-        def list_experiments(self) -> list[Any]:
-            raise RuntimeError("disk on fire")
+class Broken(Wrapped):
+    def list_experiments(self) -> list[Any]:
+        raise RuntimeError("disk on fire")
 
-    running = serve(Broken())
+
+def test_unexpected_service_errors_are_internal_not_tracebacks() -> None:
+    broken = Broken()
+    running = serve(broken)
     try:
         with grpc.insecure_channel(running.address) as channel:
             code, msg = code_of(pb_grpc.OrchestratorStub(channel).ListExperiments, pb.ListExperimentsRequest())
         assert code == grpc.StatusCode.INTERNAL and "RuntimeError" in msg and "disk on fire" not in msg
+        # Through the client it is a RemoteError with the code's name, never a grpc.RpcError.
+        with OrchestratorClient(running.address, rpc_timeout_s=10) as client, pytest.raises(RemoteError) as info:
+            client.list_experiments()
+        assert info.value.code == "INTERNAL" and "RuntimeError" in str(info.value)  # type: ignore[attr-defined]
     finally:
         running.stop(0.5)
+        broken.close()
+
+
+def test_the_client_speaks_domain_values_and_raises_domain_errors(server: RunningServer) -> None:
+    worker = WorkerInfo("client-1-bbbbbb", "test", "table")
+    with OrchestratorClient(server.address, rpc_timeout_s=10) as client:
+        created = client.create_experiment(spec("exp", population=3, sample=2, evaluations=3, seed=1))
+        assert (created.spec.name, created.state, created.spec.evaluations) == ("exp", "running", 3)
+        assert isinstance(created.spec, ExperimentSpec) and client.get_experiment("exp").spec == created.spec
+        assert [e.spec.name for e in client.list_experiments()] == ["exp"]
+        lease = client.lease(worker, "exp")
+        assert isinstance(lease, Lease) and isinstance(lease.genome_json, str)
+        assert json.loads(lease.genome_json)["space"] == "nb201" and lease.space == "nb201"
+        # The orchestrator priced the child's simulated latency when it proposed it.
+        assert lease.latency_ms is not None and lease.latency_ms > 0 and lease.fits_on_chip is not None
+        assert client.heartbeat(lease.individual_id, lease.token, worker.worker_id) >= lease.deadline
+        nxt = client.report(lease.individual_id, lease.token, worker.worker_id, Metrics(accuracy=0.6), lease_next=True)
+        assert isinstance(nxt, Lease) and nxt.proposal_seq == 1
+        with pytest.raises(FailedPrecondition) as refused:
+            client.heartbeat(nxt.individual_id, "forged", worker.worker_id)
+        assert refused.value.code == "FAILED_PRECONDITION"  # type: ignore[attr-defined]
+        client.fail(nxt.individual_id, nxt.token, worker.worker_id, "NaN loss")
+        third = client.lease(worker, "exp")
+        assert isinstance(third, Lease)
+        client.release(third.individual_id, third.token, worker.worker_id)
+        page = client.list_individuals("exp", page_size=10)
+        assert {i.state for i in page.individuals} == {"completed", "failed", "queued"} and page.next_page_token == ""
+        assert all(isinstance(i.genome_json, str) for i in page.individuals)
+        failed = client.list_individuals("exp", state="failed").individuals
+        assert [(i.id, i.failure_reason) for i in failed] == [(nxt.individual_id, "NaN loss")]
+        assert client.status("exp")["completed"] == 1
+        # Each status code comes back as its domain error, with the code's name.
+        expected: list[tuple[Any, type[DomainError], str]] = [
+            (lambda: client.get_experiment("nope"), NotFound, "NOT_FOUND"),
+            (lambda: client.create_experiment(spec("exp")), AlreadyExists, "ALREADY_EXISTS"),
+            (lambda: client.release(third.individual_id, third.token, worker.worker_id), FailedPrecondition,
+             "FAILED_PRECONDITION"),
+            (lambda: client.report(lease.individual_id, lease.token, worker.worker_id, Metrics(accuracy=0.5)),
+             AlreadyExists, "ALREADY_EXISTS"),
+            (lambda: client.list_individuals("exp", page_size=-1), InvalidArgument, "INVALID_ARGUMENT"),
+            (lambda: client.lease(WorkerInfo(""), "exp"), InvalidArgument, "INVALID_ARGUMENT"),
+        ]
+        for call, error, code in expected:
+            with pytest.raises(error) as info:
+                call()
+            assert not isinstance(info.value, grpc.RpcError) and info.value.code == code  # type: ignore[attr-defined]
+    # Nobody listening: Unavailable (what a worker retries), with the code's name.
+    with OrchestratorClient(f"127.0.0.1:{free_port()}", rpc_timeout_s=2) as nobody, \
+            pytest.raises(Unavailable) as info:
+        nobody.list_experiments()
+    assert info.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")  # type: ignore[attr-defined]
 
 
 def test_health_and_reflection(server: RunningServer) -> None:
@@ -221,57 +331,19 @@ def test_message_size_limit(service: OrchestratorService) -> None:
 # --- TLS ----------------------------------------------------------------------------------------------
 
 
-def _certs() -> dict[str, bytes]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def pem_key(key: Any) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
-
-    def cert(subject: str, key: Any, issuer: Any, issuer_key: Any, ca: bool, sans: list[Any] | None = None) -> Any:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return builder.sign(issuer_key or key, hashes.SHA256())
-
-    out: dict[str, bytes] = {}
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = cert("amoeba test CA", ca_key, None, None, True)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = cert("localhost", server_key, ca.subject, ca_key, False,
-                  [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    client = cert("worker", client_key, ca.subject, ca_key, False)
-    enc = serialization.Encoding.PEM
-    out.update(ca=ca.public_bytes(enc), server=server.public_bytes(enc), server_key=pem_key(server_key),
-               client=client.public_bytes(enc), client_key=pem_key(client_key))
-    return out
-
-
 def test_tls_and_mutual_tls(service: OrchestratorService) -> None:
-    from protos.client import ClientTLS, OrchestratorClient
-
-    c = _certs()
+    c = certificates()
     running = serve(service, tls=TLSConfig(c["server"], c["server_key"], client_ca=c["ca"]))
     try:
         with OrchestratorClient(running.address, tls=ClientTLS(c["ca"], c["client"], c["client_key"])) as client:
             assert client.list_experiments() == []
         # Without a client certificate the handshake fails: the server requires one.
         with OrchestratorClient(running.address, tls=ClientTLS(c["ca"]), rpc_timeout_s=5) as anonymous, \
-                pytest.raises(grpc.RpcError) as info:
+                pytest.raises(Unavailable) as info:
             anonymous.list_experiments()
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert info.value.code == "UNAVAILABLE"  # type: ignore[attr-defined]
         # A plaintext client cannot talk to a TLS server.
-        with OrchestratorClient(running.address, rpc_timeout_s=5) as plain, pytest.raises(grpc.RpcError):
+        with OrchestratorClient(running.address, rpc_timeout_s=5) as plain, pytest.raises(DomainError):
             plain.list_experiments()
     finally:
         running.stop(0.5)
@@ -282,9 +354,8 @@ def test_tls_and_mutual_tls(service: OrchestratorService) -> None:
 
 @pytest.mark.parametrize("mode", ["aio", "sync"])
 def test_stop_turns_health_off_refuses_new_calls_and_finishes_in_flight_ones(mode: str) -> None:
-    fake = FakeService()
-    fake.create_experiment(nb201_spec("exp"))
-    fake.block = threading.Event()
+    fake = Gated()
+    fake.create_experiment(spec("exp", population=5, sample=2, evaluations=20))
     running = serve(fake, mode=mode)
     channel = grpc.insecure_channel(running.address)
     stub = pb_grpc.OrchestratorStub(channel)
@@ -297,14 +368,15 @@ def test_stop_turns_health_off_refuses_new_calls_and_finishes_in_flight_ones(mod
     assert stopper.is_alive(), "stop returned while a call was still running"
     with grpc.insecure_channel(running.address) as fresh, pytest.raises(grpc.RpcError):
         pb_grpc.OrchestratorStub(fresh).ListExperiments(pb.ListExperimentsRequest(), timeout=2)
-    fake.block.set()
+    fake.go.set()
     reply = in_flight.result(timeout=10)
     assert reply.WhichOneof("result") == "work"
     stopper.join(10)
     assert not stopper.is_alive() and running.wait(0)
     channel.close()
+    fake.close()
 
 
-def test_domain_errors_raised_by_fake_use_the_same_table() -> None:
+def test_domain_errors_use_the_same_table() -> None:
     assert status_for_error(InvalidArgument("x")) == grpc.StatusCode.INVALID_ARGUMENT
     assert status_for_error(NotFound("x")) == grpc.StatusCode.NOT_FOUND

@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PgServer
 from ui.schema import snapshot_problems
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 
 TOKEN = "topology-test-token"
 CONFIG = """\
@@ -51,7 +50,7 @@ def _in_process(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 
 def test_postgres_migrate_server_with_token_and_three_workers_as_processes(
-    tmp_path: Path, pg_server: PgServer, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, pg_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = pg_server.database()  # empty: `amoeba migrate` creates the schema, as the compose service does
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMOEBA_")}

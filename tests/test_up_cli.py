@@ -19,7 +19,7 @@ from PIL import Image
 from cli.main import main
 from ui.schema import snapshot_problems
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _closed_port_url() -> str:
@@ -163,8 +163,10 @@ def test_ctrl_c_stops_everything_cleanly_and_the_same_command_resumes(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--evaluator", "table", "--space", "nasnet"], "the table evaluator only knows NAS-Bench-201"),
-        (["--evaluator", "gpu"], "--evaluator must be train or table"),
+        # The table evaluator needs a space with a tabular benchmark (the space registry says which have one).
+        (["--evaluator", "table", "--space", "nasnet"],
+         "the nasnet space, which has no tabular benchmark for the table evaluator (spaces with one: nb201)"),
+        (["--evaluator", "gpu"], "--evaluator must be train, table or MODULE:FUNCTION, got 'gpu'"),
         (["--config", "no-such-config"], "no shipped config of that name"),
         (["--evaluations", "0"], "--evaluations must be >= 1"),
         (["--evaluator", "train"], "CIFAR-10 is not cached and cannot be downloaded"),

@@ -4,23 +4,28 @@ lost leases, stop requests and reconnecting with backoff."""
 from __future__ import annotations
 
 import random
-import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
+from builders import nb201_metrics, spec
+from chaos_helpers import RecordingClient, free_port
 
-from domain import FailedPrecondition
-from orchestrator.config import parse_spec
+from domain import FailedPrecondition, Metrics
+from genome import NB201Genome
 from orchestrator.server import RunningServer, ServerConfig, start
 from orchestrator.service import OrchestratorService, open_service
 from protos.client import OrchestratorClient
-from worker.evaluator import EvaluationFailed, Metrics, WorkItem
+from worker.evaluator import EvaluationCancelled, EvaluationFailed
 from worker.loop import Backoff, ServerUnreachable, Worker, WorkerConfig
 from worker.table import TableEvaluator
+from worker.trial import Trial, TrialError
+
+pytestmark = pytest.mark.grpc
 
 
 class Counting:
@@ -45,8 +50,7 @@ class Counting:
 
 
 def create(service: Any, name: str = "exp", evaluations: int = 12, **extra: Any) -> None:
-    service.create_experiment(parse_spec({"name": name, "space": "nb201", "population": 4, "sample": 2,
-                                          "evaluations": evaluations, "seed": 3, **extra}))
+    service.create_experiment(spec(name, population=4, sample=2, evaluations=evaluations, seed=3, **extra))
 
 
 @pytest.fixture
@@ -127,15 +131,13 @@ class Slow:
         self.seconds, self.fail = seconds, fail
         self.started = threading.Event()
 
-    def evaluate(self, item: WorkItem, stop: threading.Event) -> Metrics:
+    def evaluate(self, trial: Trial, stop: threading.Event) -> Metrics:
         self.started.set()
-        if item.proposal_seq in self.fail:
-            raise EvaluationFailed(f"NaN loss in proposal {item.proposal_seq}")
+        if trial.proposal_seq in self.fail:
+            raise EvaluationFailed(f"NaN loss in proposal {trial.proposal_seq}")
         if stop.wait(self.seconds):
-            from worker.evaluator import EvaluationCancelled
-
             raise EvaluationCancelled("stopping")
-        return Metrics(accuracy=0.5 + item.proposal_seq / 100)
+        return Metrics(accuracy=0.5 + trial.proposal_seq / 100)
 
 
 def test_heartbeats_keep_a_short_lease_alive(service: Counting, server: RunningServer) -> None:
@@ -182,7 +184,7 @@ def test_an_unexpected_evaluator_error_releases_the_lease_and_ends_the_worker(
     class Broken:
         name = "broken"
 
-        def evaluate(self, item: WorkItem, stop: threading.Event) -> Metrics:
+        def evaluate(self, trial: Trial, stop: threading.Event) -> Metrics:
             raise OSError("dataset folder vanished")
 
     create(service, evaluations=3)
@@ -191,14 +193,8 @@ def test_an_unexpected_evaluator_error_releases_the_lease_and_ends_the_worker(
     assert states(service) == {"queued": 1}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_retries_with_backoff_until_the_server_comes_up() -> None:
-    port = _free_port()
+    port = free_port()
     inner = open_service("memory://")
     create(inner, evaluations=3)
     holder: dict[str, RunningServer] = {}
@@ -223,7 +219,7 @@ def test_retries_with_backoff_until_the_server_comes_up() -> None:
 
 
 def test_gives_up_when_the_server_stays_away() -> None:
-    client = OrchestratorClient(f"127.0.0.1:{_free_port()}", rpc_timeout_s=1)
+    client = OrchestratorClient(f"127.0.0.1:{free_port()}", rpc_timeout_s=1)
     worker = Worker(client, TableEvaluator(), WorkerConfig(backoff=Backoff(0.02, 0.1, 0.5)), seed=2)
     with pytest.raises(ServerUnreachable, match="unreachable"):
         worker.run()
@@ -237,3 +233,98 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
         delays = [backoff.delay(attempt, rng) for _ in range(50)]
         assert all(0 <= d <= bound for d in delays)
         assert max(delays) > bound / 2  # jitter spreads over the whole range, not a fixed delay
+
+
+# --- Worker.trials(): a loop of one's own ----------------------------------------------------------------
+
+
+def test_trials_are_the_leases_with_their_genome_parsed(service: Counting, server: RunningServer) -> None:
+    create(service, evaluations=3, training={"note": "kept as is"})
+    with OrchestratorClient(server.address, rpc_timeout_s=10) as client:
+        worker = Worker(client, None, WorkerConfig(experiment="exp"), seed=0)
+        seen: list[Trial] = []
+        for trial in worker.trials():
+            seen.append(trial)
+            assert isinstance(trial.genome, NB201Genome) and trial.genome.to_json()["space"] == "nb201"
+            assert isinstance(trial.genome_json, str) and trial.space == "nb201"
+            assert isinstance(trial.seed, int) and trial.training == {"note": "kept as is"}
+            assert trial.experiment == "exp" and trial.attempt == 1 and not trial.stopping and not trial.settled
+            # The orchestrator priced the simulated latency when it proposed the child.
+            assert trial.latency_ms is not None and trial.latency_ms > 0
+            trial.report(accuracy=0.5, train_seconds=1.0)
+            assert trial.settled
+            with pytest.raises(TrialError, match="reported already"):
+                trial.report(accuracy=0.6)
+    assert [t.proposal_seq for t in seen] == [0, 1, 2] and len({t.seed for t in seen}) == 3
+    assert worker.counts == {"evaluated": 3, "failed": 0, "dropped": 0, "released": 0}
+    assert worker.exit_reason == "done" and states(service) == {"completed": 3}
+    assert service.calls["lease"] == 1  # every other trial came with the report before it
+
+
+def test_a_consumer_that_reports_fails_and_breaks_early_leaves_no_lease_held(
+    service: Counting, server: RunningServer
+) -> None:
+    create(service, evaluations=12)
+    with OrchestratorClient(server.address, rpc_timeout_s=10) as client:
+        worker = Worker(client, None, WorkerConfig(experiment="exp"), seed=0)
+        seen: list[int] = []
+        for trial in worker.trials():
+            seen.append(trial.proposal_seq)
+            if len(seen) == 3:
+                trial.fail("loss diverged")
+                continue
+            trial.report(nb201_metrics(trial.lease))
+            if len(seen) == 5:
+                break  # the report just brought the next lease with it: it must go back
+        assert seen == [0, 1, 2, 3, 4]
+        assert worker.counts == {"evaluated": 4, "failed": 1, "dropped": 0, "released": 1}
+        rows = service.inner.list_individuals("exp", 100, "", None).individuals
+        assert Counter(i.state for i in rows) == {"completed": 4, "failed": 1, "queued": 1}
+        assert [(i.proposal_seq, i.failure_reason) for i in rows if i.state == "failed"] == [(2, "loss diverged")]
+        queued = next(i for i in rows if i.state == "queued")
+        assert queued.proposal_seq == 5 and queued.lease_owner is None
+        # One lease to start, one after the failure (a failure brings no next lease); the rest rode on reports.
+        assert (service.calls["lease"], service.calls["report"], service.calls["release"]) == (2, 4, 1)
+
+        # A consumer that breaks off a trial it never settled: released at once, without using an attempt.
+        again = Worker(client, None, WorkerConfig(experiment="exp"), seed=1)
+        for trial in again.trials():
+            held = trial
+            break
+        assert (held.proposal_seq, held.attempt) == (5, 1)
+        assert again.counts == {"evaluated": 0, "failed": 0, "dropped": 0, "released": 1}
+        assert states(service) == {"completed": 4, "failed": 1, "queued": 1}
+
+        # An exception in the consumer's loop: the same.
+        third = Worker(client, None, WorkerConfig(experiment="exp"), seed=2)
+        with pytest.raises(RuntimeError, match="user code"):
+            for trial in third.trials():
+                assert trial.proposal_seq == 5
+                raise RuntimeError("user code broke")
+        assert third.counts["released"] == 1 and states(service) == {"completed": 4, "failed": 1, "queued": 1}
+    assert service.calls["release"] == 3
+
+
+def test_stop_while_the_server_is_gone_makes_at_most_one_more_attempt() -> None:
+    client = RecordingClient(f"127.0.0.1:{free_port()}", rpc_timeout_s=2)
+    # Patient: it would retry for ten minutes on its own.
+    worker = Worker(client, TableEvaluator(), WorkerConfig(experiment="exp", backoff=Backoff(0.05, 0.2, 600)), seed=3)
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(worker.run()), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(client.calls) < 3:
+            assert time.monotonic() < deadline and thread.is_alive(), client.calls
+            time.sleep(0.02)
+        stopped_at = time.monotonic()
+        worker.request_stop()
+        thread.join(5)
+        assert not thread.is_alive(), "the worker kept retrying after the stop request"
+    finally:
+        client.close()
+    assert time.monotonic() - stopped_at < 5
+    after = [c for c in client.calls if c[1] >= stopped_at]
+    assert len(after) <= 1, after  # the one last attempt, no more
+    assert {code for _, _, _, code in client.calls} <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+    assert result[0].exit_reason == "stopped" and result[0].evaluated == 0
