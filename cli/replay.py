@@ -85,7 +85,7 @@ def _export(model: Any, exp: Any, directory: Path, db_url: str, quiet: bool, ove
     records = domain_call(lambda: model.records(exp.name))
     try:
         files = export_experiment(records, directory, population_size=spec.population_size, algorithm=spec.algorithm,
-                                  created_at=exp.created_at, name=exp.name)
+                                  created_at=exp.created_at, name=exp.name, curves=model.curves(exp.name))
     except OSError as exc:
         raise UserError(f"cannot write to {directory}: {exc.strerror or exc}") from None
     if not quiet:

@@ -350,8 +350,11 @@ def _export(service: Any, name: str, out_dir: Path) -> dict[str, str]:
         token = page.next_page_token
         if not token:
             break
+    from orchestrator.replay import progress_curves
+
     return export_experiment(records, out_dir, population_size=exp.spec.population_size,
-                             algorithm=exp.spec.algorithm, created_at=exp.created_at, name=name)
+                             algorithm=exp.spec.algorithm, created_at=exp.created_at, name=name,
+                             curves=progress_curves(service.store, name))
 
 
 def _summary(service: Any, name: str, status: dict[str, Any]) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from domain import ExperimentSpec, InvalidArgument, NotFound
 from domain.status import StatusSnapshot
 from orchestrator.config import spec_from_json
 from orchestrator.logfold import LogFold
-from orchestrator.replay import ReplayReport, verify_experiment
+from orchestrator.replay import ReplayReport, progress_curves, verify_experiment
 from orchestrator.service import OrchestratorService, to_individual
 from orchestrator.statusdoc import Entry, status_document
 
@@ -106,6 +106,10 @@ class ReadModel:
             if len(rows) < PAGE:
                 return out
             after = rows[-1].proposal_seq
+
+    def curves(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every progress report kept (learning curves), in log order (``orchestrator.replay.progress_curves``)."""
+        return progress_curves(self.db.store, self.experiment(name).name)
 
     def verify(self, name: str | None = None) -> ReplayReport:
         return verify_experiment(self.db.store, self.experiment(name).name)

@@ -187,3 +187,22 @@ def verify_experiment(store: Store, name: str) -> ReplayReport:
         mismatch=state.mismatch,
         problems=tuple(problems),
     )
+
+
+def progress_curves(store: Store, name: str) -> list[dict[str, Any]]:
+    """Every progress report kept, in log order: ``{proposal_seq, attempt, epoch, accuracy, train_loss,
+    seconds}`` (``attempt`` counts the leases of the individual, so a retried child's curves stay apart)."""
+    exp = _experiment(store, name)
+    attempts: dict[int, int] = {}
+    out: list[dict[str, Any]] = []
+    for e in read_log(store, exp.id):
+        if e.proposal_seq is None or e.kind not in (ev.EventKind.LEASED, ev.EventKind.PROGRESS):
+            continue
+        payload = ev.decode(e.kind, e.data_json)
+        if isinstance(payload, ev.Leased):
+            attempts[e.proposal_seq] = payload.attempt
+        elif isinstance(payload, ev.ProgressReported):
+            out.append({"proposal_seq": e.proposal_seq, "attempt": attempts.get(e.proposal_seq, 1),
+                        "epoch": payload.epoch, "accuracy": payload.accuracy, "train_loss": payload.train_loss,
+                        "seconds": payload.seconds})
+    return out

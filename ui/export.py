@@ -72,6 +72,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "completion_rank", "failure_reason", "genome",
 )
 LINEAGE_COLUMNS: tuple[str, ...] = ("generation", *HISTORY_COLUMNS)
+CURVE_COLUMNS: tuple[str, ...] = ("proposal_seq", "attempt", "epoch", "accuracy", "train_loss", "seconds")
 TIMELINE_COLUMNS: tuple[str, ...] = (
     "completion_rank", "proposal_seq", "completed_at", "fitness", "size", "best", "median", "worst",
     "best_proposal_seq",
@@ -153,14 +154,16 @@ def export_experiment(
     algorithm: str = "aging",
     created_at: float | None = None,
     name: str = "",
+    curves: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, str]:
     """Everything ``amoeba replay --export`` writes, in one folder; returns {artifact: path}.
 
     Artifacts: history, lineage (of the best, when there is one), population (CSV + JSON each),
-    progress.png (fitness against hours since ``created_at`` when given, else the completion index)
-    and front.png (accuracy against latency).
+    progress.png (fitness against time since ``created_at`` when given, else the completion index),
+    front.png (accuracy against latency), and with ``curves`` (progress reports) curves.csv and
+    learning_curves.png (every child a thin line, the best ones in colour).
     """
-    from ui.plots import front_plot, progress_plot  # matplotlib costs a second to import; only here
+    from ui.plots import front_plot, learning_curves_plot, progress_plot  # matplotlib costs a second; only here
 
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -189,4 +192,10 @@ def export_experiment(
     front = [(float(r["accuracy"]), float(r["latency_ms"])) for r in done
              if r.get("accuracy") is not None and r.get("latency_ms") is not None]
     out["front_png"] = str(front_plot(front, d / "front.png", title=f"{name} accuracy vs latency" if name else ""))
+    if curves:
+        write_table(curves, CURVE_COLUMNS, d / "curves.csv")
+        out["curves_csv"] = str(d / "curves.csv")
+        leaders = {int(r["proposal_seq"]) for r in sorted(done, key=lambda r: -float(r["fitness"]))[:5]}
+        out["learning_curves_png"] = str(learning_curves_plot(curves, leaders, d / "learning_curves.png",
+                                                              title=f"{name} learning curves" if name else ""))
     return out

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 # The object-oriented Figure API with the Agg canvas: no pyplot global state, no display needed.
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -89,5 +90,36 @@ def front_plot(
     ax.set_xlabel("latency (ms, simulated Edge TPU)")
     ax.set_ylabel(accuracy_label)
     ax.set_title(title or "accuracy vs latency")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def learning_curves_plot(curves: Sequence[Mapping[str, Any]], best: Collection[int], path: str | Path, *,
+                         title: str = "") -> Path:
+    """Validation accuracy against epoch for every child (one thin grey line per attempt), the ``best``
+    children (proposal numbers) drawn in colour on top."""
+    lines: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for r in curves:
+        acc = r.get("accuracy")
+        if acc is None or not _finite(float(acc)):
+            continue
+        lines.setdefault((int(r["proposal_seq"]), int(r.get("attempt") or 1)), []).append((float(r["epoch"]), float(acc)))
+    fig = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="tight")
+    ax = fig.add_subplot()
+    colours = iter(("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"))
+    for (seq, _attempt), pts in sorted(lines.items(), key=lambda kv: kv[0][0] in best):
+        pts.sort()
+        if seq in best:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1.8, color=next(colours, "black"),
+                    label=f"#{seq}", zorder=3)
+        else:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=0.6, color="0.6", alpha=0.6, zorder=1)
+    if not lines:
+        ax.text(0.5, 0.5, "no progress reports", ha="center", va="center", transform=ax.transAxes)
+    elif set(best) & {seq for seq, _ in lines}:
+        ax.legend(loc="lower right", title="best children")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title or "learning curves")
     ax.grid(alpha=0.3)
     return _save(fig, path)

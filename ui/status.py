@@ -65,6 +65,9 @@ def progress_panel(snap: Mapping[str, Any], width: int = 60) -> Panel:
     line.append("  failed ")
     line.append(str(snap.get("failed", 0)), style="red" if snap.get("failed") else "")
     line.append(f"  rejected {snap.get('rejected', 0)}")
+    if snap.get("stopped"):
+        line.append(f"  stopped early {snap['stopped']} (saved {fmt_duration(snap.get('saved_train_seconds'))})",
+                    style="cyan")
     if "leased" in snap:
         line.append(f"  leased {snap['leased']}")
     if snap.get("queued"):
@@ -157,14 +160,17 @@ def top_table(entries: Sequence[Mapping[str, Any]], summary_width: int = 40) -> 
     return table
 
 
-def workers_table(workers: Sequence[Mapping[str, Any]], now: float | None = None) -> Table:
-    """Workers: alive or lost, current lease, last heartbeat (relative to ``now`` when given), evaluations."""
+def workers_table(workers: Sequence[Mapping[str, Any]], now: float | None = None,
+                  running: Sequence[Mapping[str, Any]] = ()) -> Table:
+    """Workers: alive or lost, current lease with its last progress, last heartbeat (relative to ``now``
+    when given), evaluations."""
+    progress = {int(r["proposal_seq"]): r for r in running if r.get("epoch") is not None}
     table = Table(title="workers", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for name, justify in (("worker", "left"), ("host", "left"), ("state", "left"), ("lease", "right"),
-                          ("last heartbeat", "right"), ("evaluations", "right")):
+                          ("progress", "right"), ("last heartbeat", "right"), ("evaluations", "right")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     if not workers:
-        table.add_row(Text("no workers yet", style="dim"), "", "", "", "", "")
+        table.add_row(Text("no workers yet", style="dim"), "", "", "", "", "", "")
     for w in workers:
         alive = bool(w.get("alive"))
         beat = w.get("last_heartbeat")
@@ -175,10 +181,12 @@ def workers_table(workers: Sequence[Mapping[str, Any]], now: float | None = None
         else:
             heard = f"{float(beat):.0f}"
         lease = w.get("lease")
+        last = progress.get(int(lease)) if lease is not None else None
+        shown = "-" if last is None else f"epoch {last['epoch']} acc {fmt_num(last.get('accuracy'))}"
         table.add_row(
             str(w.get("worker_id", "")), str(w.get("host", "")),
             Text("alive", style="green") if alive else Text("lost", style="bold red"),
-            "-" if lease is None else f"#{lease}", heard, str(w.get("evaluations", 0)),
+            "-" if lease is None else f"#{lease}", shown, heard, str(w.get("evaluations", 0)),
         )
     return table
 
@@ -217,7 +225,8 @@ class StatusView:
         yield population_panel(snap, bins=min(40, width))
         yield pareto_panel(snap, width=max(10, width - 12), height=self.chart_height)
         yield top_table(snap.get("top") or [], summary_width=max(20, options.max_width - 60))
-        yield workers_table(snap.get("workers") or [], now=None if now is None else float(now))
+        yield workers_table(snap.get("workers") or [], now=None if now is None else float(now),
+                            running=snap.get("running") or [])
 
 
 def render_status(snapshot: Mapping[str, Any], chart_height: int = 10) -> RenderableType:
