@@ -218,6 +218,21 @@ def local_accelerators() -> list[dict[str, str]]:
     ]
 
 
+def shared_accelerators(accelerators: list[dict[str, str]], per_accelerator: int) -> list[dict[str, str]]:
+    """``per_accelerator`` worker environments per GPU, each held to an equal share of its memory.
+
+    JAX preallocates a fraction of GPU memory per process (``XLA_PYTHON_CLIENT_MEM_FRACTION``, default
+    0.75): K workers on one GPU get 0.9 / K each, so together they leave the driver its headroom. A TPU
+    chip serves one process only, so TPUs are never shared.
+    """
+    if per_accelerator == 1:
+        return accelerators
+    if any("TPU_VISIBLE_CHIPS" in a for a in accelerators):
+        raise UserError("--workers-per-accelerator shares GPUs; a TPU chip serves one process")
+    share = f"{0.9 / per_accelerator:.3f}"
+    return [{**a, "XLA_PYTHON_CLIENT_MEM_FRACTION": share} for a in accelerators for _ in range(per_accelerator)]
+
+
 # --- running it --------------------------------------------------------------------------------------
 
 
@@ -375,6 +390,7 @@ def up(
     config: Annotated[str | None, typer.Option(help="shipped config name (tiny, nb201-table, amoebanet-search, ...) or a YAML/JSON file")] = None,
     evaluations: Annotated[int | None, typer.Option(help="C: completed evaluations to run (overrides the config)")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: one per local accelerator, one when none)")] = None,
+    workers_per_accelerator: Annotated[int, typer.Option(help="workers sharing each GPU, each held to 1/K of its memory (small CIFAR children leave a large GPU mostly idle)")] = 1,
     space: Annotated[str | None, typer.Option(help="a search space (nasnet, nb201, ...): picks that space's default config")] = None,
     evaluator: Annotated[str | None, typer.Option(help="train (Flax on CIFAR-10), table (tabular look-up) or MODULE:FUNCTION (your own training code)")] = None,
     data_dir: Annotated[str | None, typer.Option(envvar="AMOEBA_DATA_DIR", help="folder holding cifar-10-python.tar.gz (default: the cache)")] = None,
@@ -393,6 +409,8 @@ def up(
         raise UserError("--evaluations must be >= 1")
     if workers is not None and not 1 <= workers <= 256:
         raise UserError("--workers must be between 1 and 256")
+    if not 1 <= workers_per_accelerator <= 16:
+        raise UserError("--workers-per-accelerator must be between 1 and 16")
     if interval <= 0:
         raise UserError("--interval must be > 0")
     if data_dir and not Path(data_dir).is_dir():
@@ -423,7 +441,7 @@ def up(
                       f"To train for real: put cifar-10-python.tar.gz in {default_cifar_cache()} (or pass --data-dir DIR) "
                       f"and run `amoeba up --evaluator train`.", markup=False, highlight=False, soft_wrap=True)
         _run(service, chosen, workers, data_dir, db_url, Path(results), interval, export, as_json, console, err,
-             overwrite)
+             overwrite, workers_per_accelerator)
     finally:
         service.store.close()
 
@@ -460,7 +478,8 @@ def _default_cifar_url() -> str:
 
 
 def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None, db_url: str, results: Path,
-         interval: float, export: bool, as_json: bool, console: Any, err: Any, overwrite: bool = False) -> None:
+         interval: float, export: bool, as_json: bool, console: Any, err: Any, overwrite: bool = False,
+         per_accelerator: int = 1) -> None:
     from orchestrator.server import ServerConfig, start
     from ui.export import claim_folder
     from ui.live import finished, follow
@@ -479,7 +498,7 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
               markup=False, highlight=False, soft_wrap=True)
     envs: list[dict[str, str]] = []
     if exp.state != "done":
-        accel = local_accelerators() if chosen.evaluator == "train" else []
+        accel = shared_accelerators(local_accelerators(), per_accelerator) if chosen.evaluator == "train" else []
         count = n_workers or max(1, len(accel))
         # More workers than accelerators share them round-robin; with none, every worker uses the CPU.
         envs = [accel[i % len(accel)] if accel else {} for i in range(count)]

@@ -376,7 +376,7 @@ def test_gpu_worker_gives_each_replica_its_own_gpu(tmp_path: Path) -> None:
             seen.append(p.stdout.readline().strip())
         assert sorted(seen) == ["gpu=0", "gpu=1"]
         third = subprocess.run([script, *hold], env=env, capture_output=True, text=True, input="", timeout=10)
-        assert third.returncode == 1 and "all 2 GPUs are taken" in third.stderr
+        assert third.returncode == 1 and "all 2 GPUs x 1 slots are taken" in third.stderr
     finally:
         for p in procs:
             p.communicate(input="\n", timeout=10)
@@ -426,3 +426,47 @@ def test_slurm_script_runs_the_same_worker_command(cli: Command) -> None:
     assert path == ["amoeba", "worker"]
     check_options(cmd, path, rest, {"AMOEBA_TOKEN": "t"})
     assert "export AMOEBA_TOKEN" in text and "AMOEBA_TOKEN" in envvars_of(cmd)
+
+
+def test_several_replicas_share_one_gpu_with_a_bounded_share_of_its_memory(tmp_path: Path) -> None:
+    script = ROOT / "deploy" / "gpu-worker.sh"
+    env = {**os.environ, "AMOEBA_GPU_LOCK_DIR": str(tmp_path), "AMOEBA_GPU_COUNT": "1", "AMOEBA_WORKERS_PER_GPU": "2"}
+    holders = [subprocess.Popen([str(script), "sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES $XLA_PYTHON_CLIENT_MEM_FRACTION"; read x'],
+                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    try:
+        seen = sorted(p.stdout.readline().strip() for p in holders if p.stdout is not None)
+        assert seen == ["0 0.450", "0 0.450"]
+        third = subprocess.run([str(script), "true"], env=env, capture_output=True, text=True, timeout=30, check=False)
+        assert third.returncode == 1 and "all 1 GPUs x 2 slots are taken" in third.stderr
+    finally:
+        for p in holders:
+            p.communicate("\n", timeout=30)
+    bad = subprocess.run([str(script), "true"], env={**env, "AMOEBA_WORKERS_PER_GPU": "0"}, capture_output=True,
+                         text=True, timeout=30, check=False)
+    assert bad.returncode == 2 and "positive integer" in bad.stderr
+
+
+def test_slurm_tasks_run_k_workers_on_their_gpu() -> None:
+    share = ROOT / "deploy" / "share-gpu.sh"
+    out = subprocess.run([str(share), "sh", "-c", 'echo "copy $XLA_PYTHON_CLIENT_MEM_FRACTION"'], capture_output=True,
+                         text=True, timeout=30, check=True, env={**os.environ, "AMOEBA_WORKERS_PER_GPU": "3"})
+    assert out.stdout.split("\n")[:3] == ["copy 0.300"] * 3
+    alone = subprocess.run([str(share), "sh", "-c", 'echo "${XLA_PYTHON_CLIENT_MEM_FRACTION:-unset}"'],
+                           capture_output=True, text=True, timeout=30, check=True,
+                           env={k: v for k, v in os.environ.items() if k != "AMOEBA_WORKERS_PER_GPU"})
+    assert alone.stdout.strip() == "unset"
+    assert "share-gpu.sh" in (ROOT / "deploy" / "slurm-workers.sbatch").read_text()
+
+
+def test_amoeba_up_shares_each_gpu_between_k_workers() -> None:
+    from cli.errors import UserError
+    from cli.up import shared_accelerators
+
+    gpus = [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+    assert shared_accelerators(gpus, 1) == gpus
+    shared = shared_accelerators(gpus, 3)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in shared] == ["0", "0", "0", "1", "1", "1"]
+    assert {e["XLA_PYTHON_CLIENT_MEM_FRACTION"] for e in shared} == {"0.300"}
+    with pytest.raises(UserError, match="TPU chip serves one process"):
+        shared_accelerators([{"TPU_VISIBLE_CHIPS": "0"}], 2)
