@@ -48,6 +48,8 @@ T = TypeVar("T")
 LOST_LEASE = (FailedPrecondition, NotFound, AlreadyExists)
 #: How long a worker keeps retrying a server that does not answer before it says so and exits.
 DEFAULT_GIVE_UP_S = 60.0
+#: The longest wait between heartbeat tries while the server is unreachable.
+HEARTBEAT_RETRY_CAP_S = 10.0
 
 ExitReason = Literal["done", "stopped", "max-evaluations"]
 
@@ -118,8 +120,13 @@ class _Heartbeat:
         self._thread.start()
 
     def _run(self) -> None:
+        failures = 0
         while True:
             period = max(0.05, (self.deadline - time.time()) / 3.0)
+            if failures:
+                # The server is unreachable: try again with capped backoff (its lease may have run out meanwhile;
+                # when it answers again the heartbeat says so), not faster and faster.
+                period = min(HEARTBEAT_RETRY_CAP_S, 0.5 * 2.0 ** min(failures, 10))
             if self._closed.wait(period):
                 return
             try:
@@ -130,9 +137,15 @@ class _Heartbeat:
                 self._cancel.set()  # no point finishing an evaluation nobody will accept
                 return
             except AmoebaError as exc:
-                # Unavailable: try again sooner; the deadline has slack for two missed beats.
-                log.info("heartbeat failed (%s); retrying", exc)
-                self.deadline = max(time.time() + 0.3, self.deadline - (self.deadline - time.time()) / 2)
+                # One line when the server goes away, one when it is back: an outage during a long training
+                # run must not write a line per beat.
+                (log.info if failures == 0 else log.debug)("heartbeat failed (%s); retrying", exc)
+                failures += 1
+                continue
+            if failures:
+                log.info("heartbeat of individual %d answered again after %d failed tries", self._lease.individual_id,
+                         failures)
+                failures = 0
 
     def close(self) -> None:
         self._closed.set()
