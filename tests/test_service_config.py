@@ -76,7 +76,7 @@ def test_missing_keys_and_bad_files(tmp_path: Path) -> None:
     bad.write_text("name: [unclosed\n")
     with pytest.raises(InvalidArgument, match="not valid YAML/JSON at line"):
         load_spec_file(bad)
-    with pytest.raises(InvalidArgument, match="no config file .*absent.yaml.* and no shipped config"):
+    with pytest.raises(InvalidArgument, match=r"no config file .*absent\.yaml.* and no shipped config"):
         load_spec_file(tmp_path / "absent.yaml")
     # A shipped config is found by name, as `amoeba up --config` finds it.
     assert load_spec_file("nb201-table").name == "nb201-table"
@@ -126,7 +126,7 @@ def test_a_spec_too_large_for_a_work_message_is_refused() -> None:
 
 def test_training_table_columns_are_checked_when_the_experiment_is_created() -> None:
     nb201 = {**BASE, "space": "nb201"}
-    with pytest.raises(InvalidArgument, match="training.table.column 'nonexistent' is not a column of the nb201 table"):
+    with pytest.raises(InvalidArgument, match=r"training\.table\.column 'nonexistent' is not a column of the nb201 table"):
         parse_spec({**nb201, "training": {"table": {"column": "nonexistent"}}})
     with pytest.raises(InvalidArgument, match="no tabular benchmark"):
         parse_spec({**BASE, "training": {"table": {}}})
