@@ -1,4 +1,14 @@
-"""``amoeba latency``: simulated Edge TPU latency of a genome (no JAX) or of a reference network (traced)."""
+"""``amoeba latency``: simulated Edge TPU latency of a genome (no JAX), of a reference network (traced), or the
+block table of the EfficientNet-EdgeTPU block space (``--blocks``, no JAX).
+
+``--blocks [--device D] [--clock C] [--input N] [--json]`` prices, at the block space's stage shapes for an
+N x N input (default 224), a regular 3x3 convolution against a depthwise-separable one (3x3 depthwise +
+1x1 pointwise) with the same input and output, and each block the space offers (fused and MBConv, at each
+kernel and expansion). ``--json`` prints a list of rows ``{"stage": int, "input": [H, W, C], "output": [H,
+W, C], "kind": "conv"|"separable"|"fused"|"mbconv", "kernel": int, "expansion": int|null, "macs": int,
+"utilization": float, "ms": float}``: ``utilization`` is the MACs over what the 4096 lanes could do in the
+cycles the row's layers take, ``ms`` the layers' own time (no invocation cost, no input transfer).
+"""
 
 from __future__ import annotations
 
@@ -46,11 +56,12 @@ def latency(
     device: Annotated[str, typer.Option(help=f"device profile: {', '.join(PROFILES)}")] = "usb3",
     clock: Annotated[int | None, typer.Option(help="Edge TPU clock in MHz: 250 or 500 (default: the profile's, 500)")] = None,
     top: Annotated[int, typer.Option(help="show only the TOP slowest layers in the table (0: all, in order)")] = 0,
+    blocks: Annotated[bool, typer.Option("--blocks", help="the block table of the EfficientNet-EdgeTPU block space: regular against depthwise-separable convolutions, fused against MBConv blocks, per stage")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON document only")] = False,
 ) -> None:
     """Simulated Edge TPU latency (batch 1) of a genome's network or of a reference network, per layer."""
-    if (genome is None) == (model is None):
-        raise UserError("give exactly one of --genome or --model")
+    if (genome is not None) + (model is not None) + blocks != 1:
+        raise UserError("give exactly one of --genome, --model or --blocks")
     if model is not None and model not in MODELS:
         raise UserError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
     if device not in PROFILES:
@@ -67,6 +78,11 @@ def latency(
         raise UserError(f"--input must be at least 8, got {input_size}")
     if classes is not None and classes < 1:
         raise UserError(f"--classes must be at least 1, got {classes}")
+    if blocks:
+        if cells is not None or filters is not None or classes is not None or top:
+            raise UserError("--blocks takes only --device, --clock, --input and --json")
+        _blocks(device, clock, input_size or 224, as_json)
+        return
     try:
         if genome is not None:
             import spaces
@@ -116,6 +132,34 @@ def _print(report: LatencyReport, source: dict[str, Any], top: int) -> None:
     fit = "fits on chip" if report.fits_on_chip else "does NOT fit on chip"
     console.print(f"parameters: {report.on_chip_param_bytes:,} B cached, {report.streamed_bytes:,} B streamed per "
                   f"inference ({fit}); fallback ops: {', '.join(report.fallback_ops) or 'none'}")
+
+
+def _blocks(device: str, clock: int | None, input_size: int, as_json: bool) -> None:
+    from latency.edgetpu import block_table
+
+    try:
+        rows = block_table(device, clock, input_size)
+    except AmoebaError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    clock_shown = clock or PROFILES[device].clock_mhz
+    table = RichTable(title=f"blocks at the stages' shapes for {input_size}x{input_size} on {device} at {clock_shown} MHz "
+                            "(the layers' own time)")
+    for col in ("stage", "input", "output", "kind", "kernel", "expansion", "MMACs", "util", "ms"):
+        table.add_column(col, justify="left" if col in ("kind", "input", "output") else "right")
+    for r in rows:
+        table.add_row(str(r.stage), "x".join(map(str, r.input)), "x".join(map(str, r.output)), r.kind, f"{r.kernel}x{r.kernel}",
+                      "-" if r.expansion is None else str(r.expansion), f"{r.macs / 1e6:,.1f}", f"{r.utilization:.1%}",
+                      f"{r.ms:.4f}")
+    console.print(table)
+    for stage in sorted({r.stage for r in rows}):
+        conv, sep = (next(r for r in rows if r.stage == stage and r.kind == k) for k in ("conv", "separable"))
+        faster = "regular" if conv.ms < sep.ms else "separable"
+        console.print(f"stage {stage}: the {faster} convolution is faster ({conv.ms:.4f} against {sep.ms:.4f} ms; "
+                      f"{conv.macs / sep.macs:.1f}x the MACs at {conv.utilization / sep.utilization:.1f}x the utilization)")
 
 
 def register(app: typer.Typer) -> None:

@@ -141,6 +141,9 @@ def _register() -> None:
     replay_command.register(app)
     from cli import deploy as deploy_command
     deploy_command.register(app)
+    from cli import scale as scale_command
+
+    scale_command.register(app)
 
 
 def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:

@@ -58,8 +58,10 @@ def model_info(
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
-    shown = ", ".join(f"{k}={v}" for k, v in network.items() if k in ("cells", "filters") and v is not None)
-    typer.echo(f"{genome} ({parsed.space}, {shown}, {dataset} {size}x{size}, {classes} classes)")
+    # The network's own sizes (N and F, or the block space's width and depth); input and classes are the dataset's.
+    shown = "".join(f", {k}={v}" for k, v in network.items()
+                    if k not in ("input_size", "num_classes", "dataset") and v is not None)
+    typer.echo(f"{genome} ({parsed.space}{shown}, {dataset} {size}x{size}, {classes} classes)")
     typer.echo(f"  parameters    {stats.params:>16,}  ({stats.params / 1e6:.2f} M)")
     typer.echo(f"  multiply-adds {stats.mult_adds:>16,}  ({stats.mult_adds / 1e9:.2f} B per image)")
     typer.echo(f"  weight layers {stats.layers:>16,}")

@@ -85,3 +85,38 @@ def test_lowering_and_tracing_agree(label: str, genome: Genome, cells: int, filt
 def test_the_model_and_the_simulator_share_one_op_table() -> None:
     assert tuple(NASNET_OP_LOWERING) == NASNET_OPS
     assert set(OPS) == set(NASNET_OPS)
+
+
+# --- the EfficientNet-EdgeTPU block space: the same agreement, with its own network settings -----------------
+
+_edgetpu = spaces.get("edgetpu")
+_edgetpu_random = _edgetpu.sample(random.Random(7))
+# (label, genome, network overrides, input size, classes)
+EDGETPU_CASES: list[tuple[str, Genome, dict[str, float], int, int]] = [
+    ("efficientnet-edgetpu-s at 224", spaces.named_genome("efficientnet-edgetpu-s"), {}, 224, 1000),
+    # 32x32 CIFAR images: the stride-1 stem; a narrow, shallow proxy network.
+    ("random edgetpu at 32, proxy width", _edgetpu_random, {"width": 0.25, "depth": 0.34}, 32, 10),
+    # A compound-scaled genome (L's coefficients) times the network's own multipliers.
+    ("efficientnet-edgetpu-l, narrow", spaces.named_genome("efficientnet-edgetpu-l"), {"width": 0.25}, 64, 10),
+]
+
+
+@pytest.mark.parametrize(("label", "genome", "network", "size", "classes"), EDGETPU_CASES,
+                         ids=[c[0] for c in EDGETPU_CASES])
+def test_edgetpu_lowering_and_tracing_agree(label: str, genome: Genome, network: dict[str, float], size: int,
+                                            classes: int) -> None:
+    model = build_model(genome, network, num_classes=classes, dataset="imagenet" if size >= 128 else "cifar10")
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False),
+                               jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+    traced = trace_module(model, (size, size, 3), variables=variables, train=False)
+    lowered = _edgetpu.graph(genome, input_size=size, num_classes=classes, **network)
+    model_params = sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables["params"]))
+    assert lowered.total_params() == traced.total_params() == model_params
+    assert traced.total_macs() == lowered.total_macs()
+    assert [(x.kind, x.inputs, x.out_shape, x.kernel, x.stride) for x in traced.layers] == [
+        (x.kind, x.inputs, x.out_shape, x.kernel, x.stride) for x in lowered.layers]
+    for device in ("usb3", "usb2"):
+        assert estimate(traced, device).latency_ms == pytest.approx(estimate(lowered, device).latency_ms, rel=1e-9)
+    priced = _edgetpu.estimate(genome, _edgetpu.latency_settings({"input_size": size, "num_classes": classes,
+                                                                  **network}))
+    assert priced.latency_ms == pytest.approx(estimate(lowered).latency_ms, rel=1e-9)

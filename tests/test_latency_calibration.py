@@ -59,6 +59,17 @@ def test_what_the_calibration_points_exercise(graphs: dict[str, Graph]) -> None:
     assert estimate(graphs["efficientnet_edgetpu_s"], "usb3").fits_on_chip
 
 
+def test_the_zoo_s_is_the_block_space_genome_network(graphs: dict[str, Graph]) -> None:
+    """One copy: the zoo's EfficientNet-EdgeTPU-S is the edgetpu space's named genome's network, layer for layer."""
+    import spaces
+
+    lowered = spaces.get("edgetpu").graph(spaces.named_genome("efficientnet-edgetpu-s"))
+    traced = graphs["efficientnet_edgetpu_s"]
+    assert [(x.kind, x.inputs, x.out_shape, x.params, x.macs) for x in traced.layers] == [
+        (x.kind, x.inputs, x.out_shape, x.params, x.macs) for x in lowered.layers]
+    assert estimate(traced, "usb3").latency_ms == pytest.approx(estimate(lowered, "usb3").latency_ms, rel=1e-9)
+
+
 def test_unknown_zoo_name_and_the_cli_lists_the_same_models() -> None:
     from cli.latency import MODELS
 

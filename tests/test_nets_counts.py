@@ -103,3 +103,41 @@ def test_model_info_reads_a_genome_file_and_rejects_bad_input(tmp_path, capsys: 
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("amoeba: error:") and err.count("\n") == 1
+
+
+# --- the EfficientNet-EdgeTPU block space: published sizes (tensorflow/tpu efficientnet/edgetpu README) -----
+
+
+def test_model_info_efficientnet_edgetpu_s_at_224(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["model-info", "--genome", "efficientnet-edgetpu-s", "--dataset", "imagenet", "--json"])
+    assert exit_info.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["space"] == "edgetpu" and (doc["image_size"], doc["num_classes"]) == (224, 1000)
+    assert doc["params"] == pytest.approx(5.4e6, rel=0.05)  # published: 5.4 M
+    assert doc["network"] == dict(spaces.get("edgetpu").network) and doc["cells"] is None
+    graph = spaces.get("edgetpu").graph(spaces.named_genome("efficientnet-edgetpu-s"))
+    assert (doc["params"], doc["mult_adds"]) == (graph.total_params(), graph.total_macs())
+    with pytest.raises(SystemExit):
+        main(["model-info", "--genome", "efficientnet-edgetpu-s"])
+    out = capsys.readouterr().out
+    assert out.startswith("efficientnet-edgetpu-s (edgetpu, width=1.0, depth=1.0, cifar10 32x32, 10 classes)")
+
+
+@pytest.mark.parametrize(("name", "size", "published"), [("efficientnet-edgetpu-m", 240, 6.9e6),
+                                                         ("efficientnet-edgetpu-l", 300, 10.6e6)])
+def test_scaled_m_and_l_have_the_published_sizes(name: str, size: int, published: float) -> None:
+    stats = model_stats(spaces.named_genome(name), None, "imagenet", image_size=size)
+    assert stats.params == pytest.approx(published, rel=0.05)
+
+
+def test_the_edgetpu_builder_refuses_keys_its_network_lacks() -> None:
+    from nets.build import ModelConfigError, build_model
+
+    genome = spaces.named_genome("efficientnet-edgetpu-s")
+    with pytest.raises(ModelConfigError, match="network has no cells"):
+        build_model(genome, {"cells": 3}, num_classes=10)
+    with pytest.raises(ModelConfigError, match="network width must be a number"):
+        build_model(genome, {"width": 0}, num_classes=10)

@@ -25,13 +25,13 @@ class ZooError(AmoebaError, ValueError):
 
 
 def _entries() -> dict[str, ZooEntry]:
-    from nets.zoo.efficientnet_edgetpu import EfficientNetEdgeTPUS
+    from nets.zoo.efficientnet_edgetpu import efficientnet_edgetpu_s
     from nets.zoo.inception_v4 import InceptionV4
     from nets.zoo.mobilenet_v1 import MobileNetV1
 
     return {
         "mobilenet_v1": ZooEntry("mobilenet_v1", MobileNetV1(num_classes=1000), 224, 4.2, 569.0),
-        "efficientnet_edgetpu_s": ZooEntry("efficientnet_edgetpu_s", EfficientNetEdgeTPUS(num_classes=1000), 224, 5.4,
+        "efficientnet_edgetpu_s": ZooEntry("efficientnet_edgetpu_s", efficientnet_edgetpu_s(num_classes=1000), 224, 5.4,
                                            None),
         "inception_v4": ZooEntry("inception_v4", InceptionV4(num_classes=1001), 299, 42.7, None),
     }

@@ -56,6 +56,24 @@ def short_seed(seed: int) -> int:
     return (seed ^ (seed >> 31) ^ (seed >> 62)) & 0x7FFFFFFF
 
 
+def training_network(genome: Genome, config: TrainingConfig) -> dict[str, Any]:
+    """The keys of the genome's space's network that training sets: ``cells``/``filters`` where the space's
+    network has them (the cell spaces), then ``config.network``; EvaluationFailed for a key it lacks."""
+    import spaces
+
+    try:
+        standard = spaces.get(genome.space).network
+    except AmoebaError as exc:
+        raise EvaluationFailed(f"bad genome: {exc}") from None
+    network: dict[str, Any] = {k: getattr(config, k) for k in ("cells", "filters") if k in standard}
+    network.update(config.network_dict())
+    unknown = sorted(set(network) - set(standard))
+    if unknown:
+        raise EvaluationFailed(f"bad training settings: the {genome.space} network has no {', '.join(unknown)} "
+                               f"(its settings: {', '.join(standard)})")
+    return network
+
+
 class TrainEvaluator:
     """The ``train`` evaluator: real training of the genome's network on CIFAR-10 or ImageNet.
 
@@ -186,7 +204,7 @@ class TrainEvaluator:
         from nets.build import ModelConfigError, build_model
 
         try:
-            return build_model(genome, cells=config.cells, filters=config.filters, num_classes=num_classes,
+            return build_model(genome, training_network(genome, config), num_classes=num_classes,
                                dataset=config.dataset, dropout=config.dropout,
                                dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
                                bn_momentum=config.bn_momentum)
@@ -194,13 +212,14 @@ class TrainEvaluator:
             raise EvaluationFailed(f"bad model settings: {exc}") from None
 
     def _mult_adds(self, genome: Genome, config: TrainingConfig, num_classes: int) -> int | None:
-        key = (genome.fingerprint, config.cells, config.filters, config.dataset, config.image_size, num_classes)
+        network = training_network(genome, config)
+        key = (genome.fingerprint, tuple(sorted(network.items())), config.dataset, config.image_size, num_classes)
         if key not in self._stats:
             from nets.build import model_stats
 
             try:
-                stats = model_stats(genome, None, config.dataset, cells=config.cells, filters=config.filters,
-                                    image_size=config.image_size, num_classes=num_classes)
+                stats = model_stats(genome, network, config.dataset, image_size=config.image_size,
+                                    num_classes=num_classes)
             except ValueError:
                 return None  # the count is informative; the trained accuracy still stands
             self._stats[key] = (stats.params, stats.mult_adds)

@@ -1,12 +1,15 @@
 """Named training configurations and their resolution from an experiment's ``training`` settings.
 
 An experiment's settings name a preset and may override any field:
-``{"preset": "tiny", "epochs": 2, "dtype": "bfloat16"}``. Unknown keys and wrong types are errors.
+``{"preset": "tiny", "epochs": 2, "dtype": "bfloat16"}``. Unknown keys and wrong types are errors. A
+``network`` mapping updates the preset's (``{"preset": "edgetpu-tiny", "network": {"width": 0.5}}`` keeps
+its depth).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +30,11 @@ class TrainingConfigError(AmoebaError, ValueError):
 class TrainingConfig:
     """Everything the training loop needs besides the genome, the data and the seed.
 
-    ``cells``/``filters`` are N and F (NB201 genomes: cells per stage and stage-1 channels).
+    ``cells``/``filters`` are N and F (NB201 genomes: cells per stage and stage-1 channels); they apply to
+    the spaces whose network has those keys. ``network`` holds any other keys of the genome's space's
+    network for training (sorted pairs; e.g. the edgetpu space's ``width``/``depth`` multipliers), merged
+    over the space's standard network after ``cells``/``filters``; latency is priced for the objective's
+    network, never this one.
     ``train_examples``/``validation_examples`` cap the split sizes (first examples of each split; None
     = all). ``image_size`` below 32 downsamples CIFAR by an integer factor. ``bn_momentum`` None keeps
     the model's reference value (0.9997 NASNet, 0.9 NB201). Weight decay is L2 on kernels only.
@@ -54,9 +61,15 @@ class TrainingConfig:
     bn_momentum: float | None = None
     num_classes: int | None = None  # None: the dataset's (10, or the ImageNet folder's class count)
     conv_impl: str = "auto"  # nets.fastconv: "auto" (fast path on CPU), "xla" (compiles faster), "fast"
+    network: tuple[tuple[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        doc = dataclasses.asdict(self)
+        doc["network"] = dict(self.network)
+        return doc
+
+    def network_dict(self) -> dict[str, Any]:
+        return dict(self.network)
 
 
 PRESETS: dict[str, TrainingConfig] = {
@@ -75,6 +88,24 @@ PRESETS: dict[str, TrainingConfig] = {
         preset="tiny", cells=1, filters=8, epochs=4, batch_size=32, eval_batch_size=100, learning_rate=0.05,
         momentum=0.9, nesterov=True, weight_decay=5e-4, image_size=16, crop_padding=2, train_examples=512,
         validation_examples=256, bn_momentum=0.9,
+    ),
+    # The EfficientNet-EdgeTPU search's proxy children, as MnasNet trained them: 5 epochs on ImageNet at 224
+    # (here SGD with Nesterov momentum and a cosine schedule, bfloat16; accuracy on the val/ folder).
+    "edgetpu-search": TrainingConfig(
+        preset="edgetpu-search", dataset="imagenet", image_size=224, epochs=5, batch_size=256, eval_batch_size=256,
+        learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=4e-5, label_smoothing=0.1, dtype="bfloat16",
+    ),
+    # The same children on CIFAR-10 for one GPU: 32x32 (a stride-1 stem), 10 epochs, the full-width network.
+    "edgetpu-cifar": TrainingConfig(
+        preset="edgetpu-cifar", epochs=10, batch_size=128, learning_rate=0.1, momentum=0.9, nesterov=True,
+        weight_decay=5e-4, label_smoothing=0.1, dtype="bfloat16", bn_momentum=0.9,
+    ),
+    # CPU smoke configuration of the edgetpu space: a quarter of the width, one block per stage whatever the
+    # genome's layers (ceil(0.16 x 6) = 1), 16x16 images.
+    "edgetpu-tiny": TrainingConfig(
+        preset="edgetpu-tiny", epochs=4, batch_size=32, eval_batch_size=100, learning_rate=0.05, momentum=0.9,
+        nesterov=True, weight_decay=5e-4, image_size=16, crop_padding=2, train_examples=512, validation_examples=256,
+        bn_momentum=0.9, network=(("depth", 0.16), ("width", 0.25)),
     ),
 }
 
@@ -96,6 +127,8 @@ def resolve_training(settings: Mapping[str, Any] | None, default_preset: str = D
         raise TrainingConfigError(f"unknown training setting(s) {', '.join(unknown)}; "
                                   f"valid: preset, {', '.join(k for k in _FIELDS if k != 'preset')}")
     values = {key: _check(key, value) for key, value in settings.items()}
+    if "network" in values:  # keys update the preset's network rather than replace it
+        values["network"] = tuple(sorted({**dict(PRESETS[name].network), **dict(values["network"])}.items()))
     config = dataclasses.replace(PRESETS[name], **values)
     _validate(config)
     return config
@@ -112,6 +145,8 @@ def _check(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TrainingConfigError(f"training setting {key} must be a number, got {value!r}")
         return float(value)
+    if key == "network":
+        return _network(value)
     if key == "nesterov":
         if not isinstance(value, bool):
             raise TrainingConfigError(f"training setting nesterov must be true or false, got {value!r}")
@@ -119,6 +154,27 @@ def _check(key: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise TrainingConfigError(f"training setting {key} must be a string, got {value!r}")
     return value
+
+
+#: Keys of a training ``network`` and their values are checked by the genome's space when the model is built;
+#: here only their form: a mapping of names to positive numbers, strings or null, at most this many.
+MAX_NETWORK_KEYS = 32
+
+
+def _network(value: Any) -> tuple[tuple[str, Any], ...]:
+    if not isinstance(value, Mapping):
+        raise TrainingConfigError(f"training setting network must be a mapping of network settings, got {value!r}"[:200])
+    if len(value) > MAX_NETWORK_KEYS:
+        raise TrainingConfigError(f"training setting network has more than {MAX_NETWORK_KEYS} keys")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TrainingConfigError(f"training setting network keys must be strings, got {key!r}"[:200])
+        if isinstance(item, bool) or not (item is None or isinstance(item, str | int | float)):
+            raise TrainingConfigError(f"training setting network.{key[:60]} must be a number, a string or null, "
+                                      f"got {item!r}"[:200])
+        if isinstance(item, int | float) and not (math.isfinite(item) and item > 0):
+            raise TrainingConfigError(f"training setting network.{key[:60]} must be positive, got {item!r}")
+    return tuple(sorted(value.items()))
 
 
 def _validate(c: TrainingConfig) -> None:
