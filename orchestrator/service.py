@@ -7,18 +7,16 @@ is written by ``orchestrator.statusdoc``. This module sequences them inside tran
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from db.repository import (
     DuplicateName,
-    EventRecord,
     ExperimentRecord,
     IndividualRecord,
     NewIndividual,
@@ -48,12 +46,12 @@ from domain import (
 from domain import events as ev
 from domain.errors import AmoebaError
 from domain.status import StatusSnapshot
-from evolution import Algorithm, Member, Objective, early_stopping, rng_for
-from evolution.early_stopping import StoppingSettings, parse_stopping
-from genome.base import Genome, canonical_json
-from latency.settings import LatencySettings
+from evolution import Member, early_stopping, rng_for
+from genome.base import canonical_json
 from orchestrator import rules
-from orchestrator.config import experiment_context, parse_spec, spec_from_json, spec_to_dict, spec_to_json
+from orchestrator.batch import EventBatch
+from orchestrator.config import parse_spec, spec_to_dict, spec_to_json
+from orchestrator.folds import Context, Folds, Snapshot
 from orchestrator.statusdoc import (
     RATE_WINDOW,
     Entry,
@@ -64,8 +62,6 @@ from orchestrator.statusdoc import (
     saved_seconds,
     status_document,
 )
-from orchestrator.stopping import stopping_fold
-from spaces import Space
 
 #: Overdue leases expired per call: bounded work per call; the rest go on the next calls.
 EXPIRY_BATCH = 64
@@ -74,62 +70,6 @@ TOP_K = 10
 RUNNING_SHOWN = 100
 #: Children over the latency limit rejected (before training) within one lease call before giving up.
 MAX_REJECTIONS_PER_LEASE = 200
-#: Completions read per query when an algorithm whose state is its history catches up.
-CATCH_UP_PAGE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    """What the immutable config of one experiment derives to (cached per experiment id)."""
-
-    spec: ExperimentSpec
-    space: Space
-    algorithm: Algorithm[Any]
-    objective: Objective
-    latency: LatencySettings
-    #: True when the algorithm's state needs the whole history (``restore`` gives None).
-    history_state: bool
-    stopping: StoppingSettings
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """The algorithm's state exactly as of ``ranked`` members folded in and ``proposals`` proposals, and the
-    row ids of its population's members (the store flags them ``in_population``)."""
-
-    ranked: int
-    proposals: int
-    state: Any
-    ids: dict[int, int]
-
-
-@dataclass(slots=True)
-class _Batch:
-    """The writes of one use case against one experiment row, flushed once at the end."""
-
-    exp: ExperimentRecord
-    changes: dict[str, Any] = field(default_factory=dict)
-    events: list[EventRecord] = field(default_factory=list)
-
-    def get(self, key: str) -> Any:
-        return self.changes.get(key, getattr(self.exp, key))
-
-    def bump(self, key: str, by: int = 1) -> int:
-        value = int(self.get(key)) + by
-        self.changes[key] = value
-        return value
-
-    def event(self, payload: ev.Payload, at: float, ind_id: int | None = None, seq: int | None = None) -> None:
-        n = self.bump("event_seq")
-        kind, data = ev.encode(payload)
-        self.events.append(EventRecord(self.exp.id, n, kind, at, ind_id, seq, data))
-
-    def flush(self, tx: StoreTx, now: float) -> None:
-        if self.events:
-            tx.append_events(self.events)
-        if self.changes:
-            self.changes["updated_at"] = now
-            tx.update_experiment(self.exp.id, self.changes)
 
 
 def training_seed(experiment_seed: int, proposal_seq: int) -> int:
@@ -158,11 +98,7 @@ class OrchestratorService:
         self._clock = clock
         self._token = token_factory
         self._retry_after_s = retry_after_s
-        self._contexts: dict[int, _Context] = {}
-        self._genomes: dict[str, Genome] = {}
-        self._snapshots: dict[int, _Snapshot] = {}
-        self._stop_states: dict[int, tuple[int, early_stopping.StoppingState]] = {}
-        self._cache_lock = threading.Lock()
+        self._folds = Folds()
         self._local = threading.local()
 
     def now(self) -> float:
@@ -170,31 +106,6 @@ class OrchestratorService:
         return self._clock()
 
     # --- plumbing ------------------------------------------------------------------------------------
-
-    def _context(self, exp: ExperimentRecord) -> _Context:
-        ctx = self._contexts.get(exp.id)
-        if ctx is None:
-            spec = spec_from_json(exp.config_json)
-            space, algorithm, objective, latency = experiment_context(spec)
-            ctx = _Context(spec, space, algorithm, objective, latency, algorithm.restore(()) is None,
-                           parse_stopping(spec.early_stopping))
-            with self._cache_lock:
-                self._contexts[exp.id] = ctx
-        return ctx
-
-    def _genome(self, ctx: _Context, genome_json: str) -> Genome:
-        genome = self._genomes.get(genome_json)
-        if genome is None:
-            genome = ctx.space.parse(json.loads(genome_json))
-            with self._cache_lock:
-                if len(self._genomes) > 50_000:
-                    self._genomes.clear()
-                self._genomes[genome_json] = genome
-        return genome
-
-    def _member(self, ctx: _Context, r: IndividualRecord) -> Member:
-        return Member(r.proposal_seq, self._genome(ctx, r.genome_json), r.fitness or 0.0, r.accuracy or 0.0,
-                      r.latency_ms)
 
     def _run(self, fn: Callable[[StoreTx], Any]) -> Any:
         post: list[Callable[[], None]] = []
@@ -213,50 +124,17 @@ class OrchestratorService:
     def _after_commit(self, step: Callable[[], None]) -> None:
         self._local.post.append(step)
 
-    def _snapshot(self, tx: StoreTx, ctx: _Context, exp_id: int, ranked: int, proposals: int) -> _Snapshot:
-        """The algorithm's state as of the experiment's counters (read under its lock).
-
-        Every member folded in (a completion, a stopped child that joins) bumps ``ranked`` and every proposal
-        ``proposals``, so a cached state at the
-        same counters is exact, also when other processes write to the same database. Otherwise a state
-        that is the population alone is restored from the ``in_population`` rows (a bounded query), and a
-        state that is the whole history folds the completions it has not seen, in completion order.
-        """
-        cached = self._snapshots.get(exp_id)
-        if cached is not None and cached.ranked == ranked and (cached.proposals == proposals or ctx.history_state):
-            return cached
-        rows = tx.population(exp_id)
-        ids = {r.proposal_seq: r.id for r in rows}
-        if not ctx.history_state:
-            state = ctx.algorithm.restore(tuple(self._member(ctx, r) for r in rows))
-            return _Snapshot(ranked, proposals, state, ids)
-        start = cached if cached is not None and cached.ranked <= ranked else None
-        state = start.state if start is not None else ctx.algorithm.initial()
-        rank = start.ranked if start is not None else 0
-        while rank < ranked:
-            page = tx.completions(exp_id, rank, CATCH_UP_PAGE)
-            if not page:
-                break
-            for r in page:
-                state = ctx.algorithm.observe(state, self._member(ctx, r))
-            rank = (page[-1].completion_rank or 0) + 1
-        return _Snapshot(ranked, proposals, state, ids)
-
-    def _remember(self, exp_id: int, snapshot: _Snapshot) -> None:
-        def step() -> None:
-            with self._cache_lock:
-                self._snapshots[exp_id] = snapshot
-
-        self._after_commit(step)
+    def _remember(self, exp_id: int, snapshot: Snapshot) -> None:
+        self._after_commit(lambda: self._folds.keep_snapshot(exp_id, snapshot))
 
     def _experiment(self, exp: ExperimentRecord) -> Experiment:
         return Experiment(
-            id=exp.id, spec=self._context(exp).spec, state=exp.state, created_at=exp.created_at,
+            id=exp.id, spec=self._folds.context(exp).spec, state=exp.state, created_at=exp.created_at,
             proposals=exp.proposals, completed=exp.completed, failed=exp.failed, rejected=exp.rejected,
             paused_reason=exp.paused_reason,
         )
 
-    def _lease_value(self, ctx: _Context, exp: ExperimentRecord, ind_id: int, seq: int, genome_json: str, token: str,
+    def _lease_value(self, ctx: Context, exp: ExperimentRecord, ind_id: int, seq: int, genome_json: str, token: str,
                      deadline: float, attempt: int, parent_seq: int | None, mutation: str, seed: int,
                      latency_ms: float | None, fits_on_chip: bool | None) -> Lease:
         return Lease(
@@ -285,7 +163,7 @@ class OrchestratorService:
                 exp = tx.add_experiment(spec.name, spec_to_json(spec), spec.seed, now)
             except DuplicateName:
                 raise AlreadyExists(f"experiment {spec.name!r} exists already") from None
-            batch = _Batch(exp)
+            batch = EventBatch(exp)
             batch.event(ev.ExperimentCreated(spec_to_dict(spec)), now)
             batch.flush(tx, now)
             return self._experiment(exp)
@@ -333,23 +211,23 @@ class OrchestratorService:
         return NoWork(True, 0.0, "no running experiment")
 
     def _lease_one(self, tx: StoreTx, exp: ExperimentRecord, worker: WorkerInfo, now: float,
-                   batch: _Batch | None = None, snapshot: _Snapshot | None = None, completed: int = 0) -> Lease | NoWork:
-        batch = batch or _Batch(exp)
+                   batch: EventBatch | None = None, snapshot: Snapshot | None = None, completed: int = 0) -> Lease | NoWork:
+        batch = batch or EventBatch(exp)
         result = self._lease_in(tx, batch, worker, now, snapshot)
         batch.flush(tx, now)
         tx.touch_worker(worker.worker_id, worker.host, worker.evaluator, now, exp.id,
                         result.individual_id if isinstance(result, Lease) else None, completed)
         return result
 
-    def _lease_in(self, tx: StoreTx, batch: _Batch, worker: WorkerInfo, now: float,
-                  snapshot: _Snapshot | None) -> Lease | NoWork:
+    def _lease_in(self, tx: StoreTx, batch: EventBatch, worker: WorkerInfo, now: float,
+                  snapshot: Snapshot | None) -> Lease | NoWork:
         exp = batch.exp
         state = batch.get("state")
         if state == ExperimentState.DONE:
             return NoWork(True, 0.0, f"experiment {exp.name} is done")
         if state != ExperimentState.RUNNING:
             return NoWork(False, self._retry_after_s, f"experiment {exp.name} is {state}")
-        ctx = self._context(exp)
+        ctx = self._folds.context(exp)
         spec = ctx.spec
         self._expire(tx, batch, ctx, now)
         deadline = now + spec.lease_timeout_s
@@ -368,7 +246,7 @@ class OrchestratorService:
         if not rules.may_propose(spec.evaluations, batch.get("proposals"), batch.get("completed"), batch.get("failed"),
                                  batch.get("rejected"), batch.get("stopped"), ctx.stopping.count_towards_budget):
             return NoWork(False, self._retry_after_s, "every remaining individual is leased; ask again")
-        snap = snapshot or self._snapshot(tx, ctx, exp.id, int(batch.get("ranked")), int(batch.get("proposals")))
+        snap = snapshot or self._folds.snapshot(tx, ctx, exp.id, int(batch.get("ranked")), int(batch.get("proposals")))
         limit = ctx.objective.max_latency_ms
         for _ in range(MAX_REJECTIONS_PER_LEASE):
             seq = int(batch.get("proposals"))
@@ -395,10 +273,10 @@ class OrchestratorService:
             batch.event(ev.Rejected(reason, latency_ms, before_training=True), now, rejected_id, seq)
             self._setback(batch, ctx, reason, now)
             if batch.get("state") != ExperimentState.RUNNING:
-                self._remember(exp.id, _Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
+                self._remember(exp.id, Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
                 return NoWork(False, self._retry_after_s, str(batch.get("paused_reason")))
         else:
-            self._remember(exp.id, _Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
+            self._remember(exp.id, Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
             return NoWork(False, self._retry_after_s,
                           f"the last {MAX_REJECTIONS_PER_LEASE} children were all over max_latency_ms {limit:g}")
         ind_id = tx.add_individual(NewIndividual(
@@ -410,12 +288,12 @@ class OrchestratorService:
         batch.bump("proposals")
         batch.event(ev.Proposed(fingerprint, proposal.parent_seq, proposal.mutation), now, ind_id, seq)
         batch.event(ev.Leased(worker.worker_id, 1), now, ind_id, seq)
-        self._remember(exp.id, _Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
+        self._remember(exp.id, Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
         return self._lease_value(ctx, exp, ind_id, seq, genome_json, token, deadline, 1, proposal.parent_seq,
                                  proposal.mutation, seed, latency_ms, fits)
 
-    def _after_proposal(self, tx: StoreTx, batch: _Batch, ctx: _Context, snap: _Snapshot, state: Any, seq: int,
-                        now: float) -> _Snapshot:
+    def _after_proposal(self, tx: StoreTx, batch: EventBatch, ctx: Context, snap: Snapshot, state: Any, seq: int,
+                        now: float) -> Snapshot:
         """Apply what a proposal changed in the algorithm's state: members it removed leave the population."""
         if state is snap.state:
             return snap
@@ -426,9 +304,9 @@ class OrchestratorService:
                 ind_id = ids.pop(member.seq)
                 tx.update_individual(ind_id, {"in_population": False})
                 batch.event(ev.Killed(seq), now, ind_id, member.seq)
-        return _Snapshot(snap.ranked, snap.proposals, state, ids)
+        return Snapshot(snap.ranked, snap.proposals, state, ids)
 
-    def _setback(self, batch: _Batch, ctx: _Context, reason: str, now: float) -> None:
+    def _setback(self, batch: EventBatch, ctx: Context, reason: str, now: float) -> None:
         """Count a failure or rejection toward the circuit breaker; past the experiment's limit of them in a
         row without a completion, pause it (no more work is leased until someone resumes it)."""
         failures = batch.bump("consecutive_failures")
@@ -440,7 +318,7 @@ class OrchestratorService:
             batch.changes.update(state=ExperimentState.PAUSED, paused_reason=why)
             batch.event(ev.Paused(why), now)
 
-    def _expire(self, tx: StoreTx, batch: _Batch, ctx: _Context, now: float) -> int:
+    def _expire(self, tx: StoreTx, batch: EventBatch, ctx: Context, now: float) -> int:
         """Requeue (or, after the last attempt, fail) this experiment's overdue leases; how many there were."""
         overdue = tx.overdue_leases(batch.exp.id, now, EXPIRY_BATCH)
         for ind in overdue:
@@ -468,8 +346,8 @@ class OrchestratorService:
                 exp = tx.experiment_by_id(exp_id, lock=True)
                 if exp is None or exp.state != ExperimentState.RUNNING:
                     return 0
-                batch = _Batch(exp)
-                n = self._expire(tx, batch, self._context(exp), now)
+                batch = EventBatch(exp)
+                n = self._expire(tx, batch, self._folds.context(exp), now)
                 batch.flush(tx, now)
                 return n
 
@@ -498,7 +376,7 @@ class OrchestratorService:
 
         def work(tx: StoreTx) -> float:
             ind, exp = self._held(tx, individual_id, token, now, "a heartbeat")
-            deadline = now + self._context(exp).spec.lease_timeout_s
+            deadline = now + self._folds.context(exp).spec.lease_timeout_s
             tx.update_individual(ind.id, {"lease_deadline": deadline})
             tx.touch_worker(worker_id or ind.lease_owner or "", "", "", now, exp.id, ind.id)
             return deadline
@@ -519,20 +397,20 @@ class OrchestratorService:
 
         def work(tx: StoreTx) -> Lease | NoWork | None:
             ind, exp = self._held(tx, individual_id, token, now, "the report")
-            ctx = self._context(exp)
+            ctx = self._folds.context(exp)
             latency_ms, fits = metrics.latency_ms, metrics.fits_on_chip
             if latency_ms is None:
                 latency_ms, fits = ind.latency_ms, ind.fits_on_chip
             if latency_ms is None and ctx.objective.needs_latency:
                 # A row proposed by an older version carries no priced latency: price it now, once.
-                latency_ms, fits = ctx.space.price(self._genome(ctx, ind.genome_json), ctx.latency)
+                latency_ms, fits = ctx.space.price(self._folds.genome(ctx, ind.genome_json), ctx.latency)
             try:
                 fitness = ctx.objective.fitness(metrics.accuracy, latency_ms, fits)
             except AmoebaError as exc:
                 raise InvalidArgument(f"metrics do not fit the objective: {exc}") from None
             if not math.isfinite(fitness):
                 raise InvalidArgument(f"the objective gives a non-finite fitness {fitness!r} for these metrics")
-            batch = _Batch(exp)
+            batch = EventBatch(exp)
             worker = WorkerInfo(worker_id or ind.lease_owner or "")
             common = {
                 "accuracy": metrics.accuracy, "latency_ms": latency_ms, "params": metrics.params,
@@ -541,7 +419,7 @@ class OrchestratorService:
                 "lease_token": None, "lease_deadline": None, "completed_at": now,
             }
             limit = ctx.objective.max_latency_ms
-            snapshot: _Snapshot | None = None
+            snapshot: Snapshot | None = None
             if limit is not None and latency_ms is not None and latency_ms > limit:
                 # A measured latency over the constraint: recorded, never in the population, not counted in C.
                 reason = f"latency {latency_ms:g} ms over the objective's max_latency_ms {limit:g}"
@@ -560,14 +438,14 @@ class OrchestratorService:
         result: Lease | NoWork | None = self._run(work)
         return result
 
-    def _enter(self, tx: StoreTx, batch: _Batch, ctx: _Context, ind: IndividualRecord, fitness: float,
-               accuracy: float, latency_ms: float | None, row: dict[str, Any], now: float) -> _Snapshot:
+    def _enter(self, tx: StoreTx, batch: EventBatch, ctx: Context, ind: IndividualRecord, fitness: float,
+               accuracy: float, latency_ms: float | None, row: dict[str, Any], now: float) -> Snapshot:
         """Fold ``ind`` into the algorithm as a member (a completion, or a stopped child that joins): its
         completion rank, the population flags of those who leave, and the best so far."""
         exp = batch.exp
         rank = int(batch.get("ranked"))
-        before = self._snapshot(tx, ctx, exp.id, rank, int(batch.get("proposals")))
-        member = Member(ind.proposal_seq, self._genome(ctx, ind.genome_json), fitness, accuracy, latency_ms)
+        before = self._folds.snapshot(tx, ctx, exp.id, rank, int(batch.get("proposals")))
+        member = Member(ind.proposal_seq, self._folds.genome(ctx, ind.genome_json), fitness, accuracy, latency_ms)
         state = ctx.algorithm.observe(before.state, member)
         kept = {m.seq for m in ctx.algorithm.population(state)}
         ids = dict(before.ids)
@@ -583,24 +461,23 @@ class OrchestratorService:
         if improved:
             batch.changes.update(best_fitness=fitness, best_individual_id=ind.id)
         batch.bump("ranked")
-        snapshot = _Snapshot(rank + 1, int(batch.get("proposals")), state, ids)
+        snapshot = Snapshot(rank + 1, int(batch.get("proposals")), state, ids)
         self._remember(exp.id, snapshot)
         return snapshot
 
-    def _complete(self, tx: StoreTx, batch: _Batch, ctx: _Context, ind: IndividualRecord, fitness: float,
-                  accuracy: float, latency_ms: float | None, common: dict[str, Any], now: float) -> _Snapshot:
+    def _complete(self, tx: StoreTx, batch: EventBatch, ctx: Context, ind: IndividualRecord, fitness: float,
+                  accuracy: float, latency_ms: float | None, common: dict[str, Any], now: float) -> Snapshot:
         snapshot = self._enter(tx, batch, ctx, ind, fitness, accuracy, latency_ms,
                                {**common, "state": IndividualState.COMPLETED}, now)
         batch.bump("completed")
-        batch.changes["completed_train_seconds"] = float(batch.get("completed_train_seconds")) + float(
-            common.get("train_seconds") or 0.0)
+        batch.add("completed_train_seconds", float(common.get("train_seconds") or 0.0))
         if batch.get("consecutive_failures"):
             batch.changes["consecutive_failures"] = 0
         batch.event(ev.Completed(fitness, accuracy, latency_ms), now, ind.id, ind.proposal_seq)
         self._check_done(batch, ctx, now)
         return snapshot
 
-    def _check_done(self, batch: _Batch, ctx: _Context, now: float) -> None:
+    def _check_done(self, batch: EventBatch, ctx: Context, now: float) -> None:
         """C reached (completions, and stopped children when they count towards the budget): done."""
         if rules.budget_used(batch.get("completed"), batch.get("stopped"), ctx.stopping.count_towards_budget) \
                 >= ctx.spec.evaluations and batch.get("state") != ExperimentState.DONE:
@@ -623,12 +500,12 @@ class OrchestratorService:
 
         def work(tx: StoreTx) -> ProgressAnswer:
             ind, exp = self._held(tx, individual_id, token, now, "the progress report")
-            ctx = self._context(exp)
+            ctx = self._folds.context(exp)
             deadline = now + ctx.spec.lease_timeout_s
             if ind.epochs is not None and progress.epoch <= ind.epochs:
                 tx.update_individual(ind.id, {"lease_deadline": deadline})
                 return ProgressAnswer(False, "")
-            batch = _Batch(exp)
+            batch = EventBatch(exp)
             tx.update_individual(ind.id, {"epochs": progress.epoch, "progress_accuracy": progress.accuracy,
                                           "progress_loss": progress.train_loss, "progress_seconds": progress.seconds,
                                           "lease_deadline": deadline})
@@ -636,7 +513,7 @@ class OrchestratorService:
                         now, ind.id, ind.proposal_seq)
             answer = ProgressAnswer(False, "")
             if ctx.stopping.rule != "none":
-                folded = self._stopping(tx, ctx, exp)
+                folded = self._folds.stopping(tx, ctx, exp)
                 state, decision = early_stopping.progress(ctx.stopping, folded, ind.proposal_seq, progress.epoch,
                                                           progress.accuracy)
                 if decision.stop:
@@ -652,28 +529,10 @@ class OrchestratorService:
         result: ProgressAnswer = self._run(work)
         return result
 
-    def _stopping(self, tx: StoreTx, ctx: _Context, exp: ExperimentRecord) -> early_stopping.StoppingState:
-        """The early-stopping rule's state through the log as committed (``exp.event_seq``), caught up from
-        the last state this process folded (events it has not seen yet, in log order)."""
-        cached = self._stop_states.get(exp.id)
-        seq, state = cached if cached is not None and cached[0] <= exp.event_seq else (0, early_stopping.StoppingState())
-        while seq < exp.event_seq:
-            page = tx.events(exp.id, seq, CATCH_UP_PAGE)
-            if not page:
-                break
-            for e in page:
-                state = stopping_fold(ctx.stopping, state, e.kind, e.proposal_seq, e.data_json)
-            seq = page[-1].seq
-        return state
-
     def _remember_stopping(self, exp_id: int, seq: int, state: early_stopping.StoppingState) -> None:
-        def step() -> None:
-            with self._cache_lock:
-                self._stop_states[exp_id] = (seq, state)
+        self._after_commit(lambda: self._folds.keep_stopping(exp_id, seq, state))
 
-        self._after_commit(step)
-
-    def _stop(self, tx: StoreTx, batch: _Batch, ctx: _Context, ind: IndividualRecord, progress: Progress,
+    def _stop(self, tx: StoreTx, batch: EventBatch, ctx: Context, ind: IndividualRecord, progress: Progress,
               accuracy: float, reason: str, now: float) -> None:
         """Record the child as stopped with its partial result; with ``join_population`` it is folded in."""
         row = {"state": IndividualState.STOPPED, "accuracy": accuracy, "train_seconds": progress.seconds,
@@ -685,7 +544,7 @@ class OrchestratorService:
         else:
             tx.update_individual(ind.id, row)
         batch.bump("stopped")
-        batch.changes["stopped_train_seconds"] = float(batch.get("stopped_train_seconds")) + progress.seconds
+        batch.add("stopped_train_seconds", progress.seconds)
         batch.event(ev.Stopped(progress.epoch, accuracy, reason, fitness is not None, fitness, ind.latency_ms), now,
                     ind.id, ind.proposal_seq)
         self._check_done(batch, ctx, now)
@@ -698,8 +557,8 @@ class OrchestratorService:
 
         def work(tx: StoreTx) -> None:
             ind, exp = self._held(tx, individual_id, token, now, "the failure report")
-            ctx = self._context(exp)
-            batch = _Batch(exp)
+            ctx = self._folds.context(exp)
+            batch = EventBatch(exp)
             cleared = {"lease_token": None, "lease_deadline": None}
             if retryable and ind.attempts < ctx.spec.max_attempts:
                 tx.update_individual(ind.id, {**cleared, "state": IndividualState.QUEUED, "lease_owner": None,
@@ -726,7 +585,7 @@ class OrchestratorService:
             # Giving work back is not a failed attempt: the next lease gets the same attempt number.
             tx.update_individual(ind.id, {"state": IndividualState.QUEUED, "attempts": max(0, ind.attempts - 1),
                                           "lease_owner": None, "lease_token": None, "lease_deadline": None})
-            batch = _Batch(exp)
+            batch = EventBatch(exp)
             batch.event(ev.Released(worker_id), now, ind.id, ind.proposal_seq)
             batch.flush(tx, now)
             tx.touch_worker(worker_id or ind.lease_owner or "", "", "", now, exp.id, None)
@@ -745,7 +604,7 @@ class OrchestratorService:
             exp = self._one_experiment(tx, name, lock=True)
             if exp.state != ExperimentState.RUNNING:
                 raise FailedPrecondition(f"experiment {name} is {exp.state}, not running")
-            batch = _Batch(exp)
+            batch = EventBatch(exp)
             batch.changes.update(state=ExperimentState.PAUSED, paused_reason=why)
             batch.event(ev.Paused(why), now)
             batch.flush(tx, now)
@@ -763,7 +622,7 @@ class OrchestratorService:
             exp = self._one_experiment(tx, name, lock=True)
             if exp.state != ExperimentState.PAUSED:
                 raise FailedPrecondition(f"experiment {name} is {exp.state}, not paused")
-            batch = _Batch(exp)
+            batch = EventBatch(exp)
             batch.changes.update(state=ExperimentState.RUNNING, paused_reason=None, consecutive_failures=0)
             batch.event(ev.Resumed(f"was: {exp.paused_reason or 'paused'}"[:rules.MAX_REASON]), now)
             batch.flush(tx, now)
@@ -782,14 +641,14 @@ class OrchestratorService:
             self.status_facts(tx, self._one_experiment(tx, name), now, top_k)))
         return result
 
-    def entry(self, ctx: _Context, r: IndividualRecord, summary: bool = True) -> Entry:
+    def entry(self, ctx: Context, r: IndividualRecord, summary: bool = True) -> Entry:
         return Entry(r.proposal_seq, r.fingerprint, r.fitness or 0.0, r.accuracy, r.latency_ms, r.completion_rank or 0,
-                     r.parent_seq, self._genome(ctx, r.genome_json).summary() if summary else "")
+                     r.parent_seq, self._folds.genome(ctx, r.genome_json).summary() if summary else "")
 
     def status_facts(self, tx: StoreTx, exp: ExperimentRecord, now: float, top_k: int = TOP_K,
                      front: Sequence[Entry] = ()) -> StatusFacts:
         """What the status document says of ``exp``, read from the store (every query an index range)."""
-        ctx = self._context(exp)
+        ctx = self._folds.context(exp)
         spec = ctx.spec
         last_rank = exp.ranked - 1
         best = tx.individual(exp.best_individual_id) if exp.best_individual_id is not None else None
