@@ -8,12 +8,18 @@ kernel and expansion). ``--json`` prints a list of rows ``{"stage": int, "input"
 W, C], "kind": "conv"|"separable"|"fused"|"mbconv", "kernel": int, "expansion": int|null, "macs": int,
 "utilization": float, "ms": float}``: ``utilization`` is the MACs over what the 4096 lanes could do in the
 cycles the row's layers take, ``ms`` the layers' own time (no invocation cost, no input transfer).
+
+``--tflite FILE [--device D] [--clock C] [--json]`` estimates any TFLite model (an ``amoeba export`` output or
+any other int8 model): the flatbuffer is read into the same layer IR (``export.reader``, the ``export``
+extra's LiteRT schema; no JAX, no TensorFlow) with the Edge TPU check's split applied; ``--json`` adds
+``edgetpu`` (``ops_total``, ``ops_mapped``, ``unmapped``, ...) and ``source`` ``{"tflite", "bytes"}``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -49,6 +55,7 @@ def _model_report(name: str, input_size: int | None, device: str, clock: int | N
 def latency(
     genome: Annotated[str | None, typer.Option(help="named genome (amoebanet-a, nasnet-a, ...), a genome JSON file, or an NB201 arch string")] = None,
     model: Annotated[str | None, typer.Option(help=f"reference network: {', '.join(MODELS)}")] = None,
+    tflite: Annotated[Path | None, typer.Option("--tflite", help="a TFLite model file (any int8 .tflite; needs the export extra)")] = None,
     cells: Annotated[int | None, typer.Option("--cells", "-N", help="cells per stack or stage (default: the space's standard network)")] = None,
     filters: Annotated[int | None, typer.Option("--filters", "-F", help="filters of the first stack or stage (default: the space's standard network)")] = None,
     input_size: Annotated[int | None, typer.Option("--input", help="input height = width (default: the space's standard network; the model's own for --model)")] = None,
@@ -60,8 +67,18 @@ def latency(
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON document only")] = False,
 ) -> None:
     """Simulated Edge TPU latency (batch 1) of a genome's network or of a reference network, per layer."""
-    if (genome is not None) + (model is not None) + blocks != 1:
-        raise UserError("give exactly one of --genome, --model or --blocks")
+    if tflite is not None:
+        others = {"--genome": genome, "--model": model, "--cells": cells, "--filters": filters, "--input": input_size,
+                  "--classes": classes, "--blocks": blocks or None}
+        given = [flag for flag, value in others.items() if value is not None]
+        if given:
+            raise UserError(f"--tflite reads the network from the file: give it no {', '.join(given)}")
+        _tflite(tflite, device, clock, top, as_json)
+        return
+    if blocks and (genome is not None or model is not None):
+        raise UserError("--blocks prints the block table: give it no --genome or --model")
+    if not blocks and (genome is None) == (model is None):
+        raise UserError("give exactly one of --genome or --model (or --blocks for the block table)")
     if model is not None and model not in MODELS:
         raise UserError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
     if device not in PROFILES:
@@ -107,6 +124,36 @@ def latency(
         typer.echo(json.dumps(doc, indent=2))
         return
     _print(report, source, top)
+
+
+def _tflite(path: Path, device: str, clock: int | None, top: int, as_json: bool) -> None:
+    """``--tflite``: read the file into layer IR (no JAX: only the export extra's LiteRT schema) and estimate it."""
+    if device not in PROFILES:
+        raise UserError(f"unknown device {device!r}; expected one of {', '.join(PROFILES)}")
+    if top < 0:
+        raise UserError("--top must be 0 (all layers) or positive")
+    from export.reader import read_graph
+
+    try:
+        graph, check, tfl = read_graph(path)
+        report = estimate(graph, device=device, clock_mhz=clock)
+    except AmoebaError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        doc = {"source": {"tflite": str(path), "bytes": tfl.size_bytes}, "edgetpu": check.to_json(), **report.to_json()}
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    _print(report, {"model": f"{path.name} (TFLite, {tfl.size_bytes:,} bytes)"}, top)
+    first = check.first_unsupported
+    if first is None:
+        typer.echo(f"Edge TPU check: all {check.ops_total} operators map to the Edge TPU")
+    else:
+        counts: dict[str, int] = {}
+        for name in check.unmapped:
+            counts[name] = counts.get(name, 0) + 1
+        typer.echo(f"Edge TPU check: {check.ops_mapped} of {check.ops_total} operators map; the rest fall back to the "
+                   f"CPU from operator {first.index} ({first.name}: {first.reason}): "
+                   + ", ".join(f"{name} x{n}" for name, n in counts.items()))
 
 
 def _print(report: LatencyReport, source: dict[str, Any], top: int) -> None:

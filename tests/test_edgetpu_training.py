@@ -31,7 +31,7 @@ def test_the_training_network_of_each_space() -> None:
         "cells": 2, "filters": 8}
     with pytest.raises(EvaluationFailed, match="the edgetpu network has no cells"):
         training_network(edgetpu, resolve_training({"preset": "tiny", "network": {"cells": 2}}))
-    with pytest.raises(EvaluationFailed, match="the nasnet network has no width"):
+    with pytest.raises(EvaluationFailed, match="the nasnet network has no depth, width"):
         training_network(nasnet, resolve_training({"preset": "edgetpu-tiny"}))
 
 
