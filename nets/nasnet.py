@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from genome.nasnet import CELL_KINDS, NUM_INPUTS, Cell, NASNetGenome, validate_cell
-from nets.layers import BN_MOMENTUM, Conv, Dtype, FactorizedReduction, ReLUConvBN, batch_norm
+from nets.layers import BN_MOMENTUM, Conv, Dtype, FactorizedReduction, ReLUConvBN, batch_norm, global_average_pool
 from nets.ops import OPS
 
 Carry = tuple[jax.Array, jax.Array]
@@ -126,7 +126,7 @@ class NASNet(nn.Module):
                 for i in range(3, self.cells + 1):
                     carry, _ = self._cell("normal", filters, train, f"stack{stack}_cell{i}")(carry)
         x = nn.relu(carry[0])
-        x = jnp.mean(x, axis=(1, 2))
+        x = global_average_pool(x)
         if self.dropout > 0:
             x = nn.Dropout(self.dropout, deterministic=not train, name="dropout")(x)
         x = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32, name="classifier")(x)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from genome.nb201 import NB201Genome
-from nets.layers import Conv, Dtype, ReLUConvBN, batch_norm
+from nets.layers import Conv, Dtype, ReLUConvBN, batch_norm, global_average_pool
 
 NB201_BN_MOMENTUM = 0.9
 NB201_BN_EPSILON = 1e-5
@@ -92,7 +92,7 @@ class NB201Net(nn.Module):
                 x = NB201Cell(self.genome, features, self.dtype, self.bn_momentum, name=f"stage{stage}_cell{i}")(x, train)
         x = batch_norm(train, self.bn_momentum, self.dtype, name="head_bn", epsilon=NB201_BN_EPSILON)(x)
         x = nn.relu(x)
-        x = jnp.mean(x, axis=(1, 2))
+        x = global_average_pool(x)
         x = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32, name="classifier")(x)
         return x.astype(jnp.float32)
 
