@@ -6,7 +6,9 @@ reaches the head at 2x2) + BN + ReLU; per block a fused expansion (KxK convoluti
 MBConv one (1x1 convolution + BN + ReLU, KxK depthwise + BN + ReLU), a linear 1x1 projection + BN, and the
 input added when the stride is 1 and the widths match; the head's 1x1 convolution + BN + ReLU, global
 average pooling, dropout (training only) and the classifier. ReLU only, no squeeze-and-excitation: every
-op maps onto the Edge TPU (convolution, depthwise convolution, add, mean, fully connected).
+op maps onto the Edge TPU (convolution, depthwise convolution, add, the global pool, fully connected); in
+the export form (``nets.layers.edgetpu_form``) the global pool is an average pool, since TFLite turns
+``jnp.mean`` into SUM, which the compiler does not map.
 
 The model reads its input size from the images (``input_size`` matters to the lowering only). Batch norm
 uses the reference's momentum 0.99 and epsilon 1e-3. Stages are short, so no block is scanned
@@ -23,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from genome.edgetpu import BlockPlan, EdgeTPUGenome, plan, stem_stride
-from nets.layers import Conv, DepthwiseConv, Dtype, batch_norm
+from nets.layers import Conv, DepthwiseConv, Dtype, batch_norm, global_average_pool
 
 #: tensorflow/tpu efficientnet's batch-norm momentum (its epsilon is nets.layers' default 1e-3).
 EDGETPU_BN_MOMENTUM = 0.99
@@ -77,7 +79,7 @@ class EdgeTPUNet(nn.Module):
             x = EdgeTPUBlock(b, dtype, momentum, name=f"stage{b.stage}_block{b.index}")(x, train)
         x = Conv(p.head_filters, dtype=dtype, name="head_conv")(x)
         x = nn.relu(batch_norm(train, momentum, dtype, name="head_bn")(x))
-        x = jnp.mean(x, axis=(1, 2))
+        x = global_average_pool(x)  # an AVERAGE_POOL_2D in the Edge TPU export form (jnp.mean becomes SUM)
         if self.dropout > 0:
             x = nn.Dropout(self.dropout, deterministic=not train, name="dropout")(x)
         x = nn.Dense(self.num_classes, dtype=dtype, param_dtype=jnp.float32, name="classifier")(x)
