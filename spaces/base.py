@@ -26,6 +26,10 @@ from mutations import Mutation, build_mutation
 Lowering = Callable[[Any, Mapping[str, Any]], Graph]
 #: ``fast(genome, network, device, clock_mhz)``: the totals-only latency report, or None to lower fully.
 FastEstimate = Callable[[Any, Mapping[str, Any], str, "int | None"], "LatencyReport | None"]
+#: ``training_overrides(genome)``: training settings the genome carries, replacing the experiment's for it.
+TrainingOverrides = Callable[[Genome], Mapping[str, Any]]
+#: ``inherit(parent, child, mutation, parent_variables, fresh_child_variables) -> (variables, inherited)``.
+Inherit = Callable[[Genome, Genome, str, Mapping[str, Any], Mapping[str, Any]], tuple[dict[str, Any], int]]
 
 
 class SpaceError(GenomeError):
@@ -59,6 +63,12 @@ class Space:
     ``named`` maps reference genome names to factories, ``table`` optionally
     references a tabular benchmark (``tables.TableBenchmark``), ``text_form`` parses a short textual
     genome (NAS-Bench-201's arch strings), ``fast_estimate`` may price a genome without lowering it.
+    ``training_overrides`` gives the training settings a genome carries (the lse space's learning rate),
+    which replace the experiment's for that child. ``inherit`` starts a child from its parent's trained
+    weights: given both genomes, the child's mutation description and the parent's and the child's fresh
+    Flax variables (nested dicts of arrays, ``params``/``batch_stats``), it returns the variables to start
+    from and how many parameters came from the parent. Both are optional (None: nothing carried, fresh
+    weights) and pure (no JAX: arrays are only compared by shape and passed on).
     """
 
     name: str
@@ -75,6 +85,8 @@ class Space:
     fast_estimate: FastEstimate | None = None
     #: Shipped config names ``amoeba up --space NAME`` runs, by evaluator (``train``, ``table``).
     configs: Mapping[str, str] = field(default_factory=dict)
+    training_overrides: TrainingOverrides | None = None
+    inherit: Inherit | None = None
 
     # --- genomes -----------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from spaces.base import Space, SpaceError, load_object
 
 ENTRY_POINT_GROUP = "amoeba.spaces"
 #: The spaces Amoeba ships; a plug-in adds one by naming its Space in the entry-point group.
-BUILTIN = ("spaces.nasnet:NASNET", "spaces.nb201:NB201", "spaces.edgetpu:EDGETPU")
+BUILTIN = ("spaces.nasnet:NASNET", "spaces.nb201:NB201", "spaces.edgetpu:EDGETPU", "spaces.lse:LSE")
 #: The space ``amoeba up`` searches when nothing names one (the paper's).
 DEFAULT_SPACE = "nasnet"
 
