@@ -372,8 +372,8 @@ def _workers(opts: KubernetesOptions) -> dict[str, Any]:
         volumes.append(_tls_volume(opts, items=["ca.crt"]))  # the CA only: the server key stays with the server
     env = [_secret_env("AMOEBA_TOKEN", opts.token_secret, "token"),
            {"name": "AMOEBA_CACHE", "value": f"{DATA_DIR}/cache"}]
-    if opts.artifacts is not None:
-        env.append({"name": "AMOEBA_ARTIFACTS", "value": opts.artifacts})
+    # No artifact URL here: each lease names where its weights go (the server's --artifacts); an object
+    # store's credentials come the usual way (AWS_* variables, a workload identity).
     extra: dict[str, Any] = {}
     if gpu:
         extra["resources"] = {"limits": {"nvidia.com/gpu": opts.gpus_per_worker}}

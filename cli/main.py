@@ -144,6 +144,12 @@ def _register() -> None:
     from cli import scale as scale_command
 
     scale_command.register(app)
+    from cli import lineage as lineage_command
+
+    lineage_command.register(app)
+    from cli import artifacts as artifacts_command
+
+    artifacts_command.register(app)
 
 
 def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:

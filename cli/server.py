@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cli.artifacts import open_artifacts
 from cli.errors import UserError
 from cli.remote import blank_to_none
 
@@ -31,6 +32,7 @@ def server(
     threads: Annotated[int, typer.Option(help="threads running service calls (database transactions)")] = 4,
     grace: Annotated[float, typer.Option(help="seconds in-flight calls get to finish after SIGTERM")] = 10.0,
     sweep_interval: Annotated[float, typer.Option(help="seconds between sweeps that requeue expired leases with no worker calling in (0: off)")] = 5.0,
+    artifacts: Annotated[str | None, typer.Option(envvar="AMOEBA_ARTIFACTS", help="artifact store for trained weights: a folder, s3://bucket/prefix or gs://... (handed to workers with each lease; default: none kept)")] = None,
     mode: Annotated[str, typer.Option(help="network side: sync (thread-pool server, default: measured faster) or aio (asyncio)")] = "sync",
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON line when listening (address, port, tls, auth)")] = False,
@@ -57,8 +59,9 @@ def server(
         tls = TLSConfig.from_files(blank_to_none(tls_cert), blank_to_none(tls_key), blank_to_none(tls_client_ca))
     except ServerConfigError as exc:
         raise UserError(str(exc)) from None
+    store = open_artifacts(blank_to_none(artifacts))
     try:
-        service = open_service(db_url)
+        service = open_service(db_url, artifacts=store)
     except SchemaOutOfDate as exc:
         raise UserError(str(exc)) from None
     except (StoreError, ValueError) as exc:

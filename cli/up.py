@@ -365,11 +365,14 @@ def _export(service: Any, name: str, out_dir: Path) -> dict[str, str]:
         token = page.next_page_token
         if not token:
             break
+    from cli.lineage import departures
     from orchestrator.replay import progress_curves
+    from ui.derive import KILLING_ALGORITHMS
 
+    gone = departures(service.store, name) if exp.spec.algorithm in KILLING_ALGORITHMS else None
     return export_experiment(records, out_dir, population_size=exp.spec.population_size,
                              algorithm=exp.spec.algorithm, created_at=exp.created_at, name=name,
-                             curves=progress_curves(service.store, name))
+                             curves=progress_curves(service.store, name), departures=gone)
 
 
 def _summary(service: Any, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
@@ -396,6 +399,7 @@ def up(
     data_dir: Annotated[str | None, typer.Option(envvar="AMOEBA_DATA_DIR", help="folder holding cifar-10-python.tar.gz (default: the cache)")] = None,
     db_url: Annotated[str, typer.Option("--db", help="database URL or SQLite file (migrated automatically)")] = DEFAULT_DB,
     name: Annotated[str | None, typer.Option(help="experiment name (default: the config's); the same name resumes")] = None,
+    artifacts: Annotated[str | None, typer.Option(help="artifact store for trained weights: a folder or s3://... (default: amoeba-artifacts/ beside the database; 'none': keep no weights)")] = None,
     results: Annotated[str, typer.Option(help="folder for worker logs and the final exports (a subfolder per experiment)")] = DEFAULT_RESULTS,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace results another database left in the experiment's results folder")] = False,
     interval: Annotated[float, typer.Option(help="seconds between status refreshes")] = 1.0,
@@ -419,12 +423,14 @@ def up(
         raise UserError(f"--results {results} exists and is not a folder")
     console = Console(stderr=as_json)
     err = Console(stderr=True)
+    from cli.artifacts import default_store, open_artifacts
     from db import upgrade
     from orchestrator.service import open_service
 
+    store = open_artifacts(None if (artifacts or "").strip().lower() == "none" else artifacts or default_store(db_url))
     try:
         upgrade(db_url)
-        service = open_service(db_url)
+        service = open_service(db_url, artifacts=store)
     except (AmoebaError, ValueError) as exc:
         raise UserError(f"cannot open database {db_url}: {exc}") from None
     try:

@@ -163,6 +163,11 @@ class MemoryTx:
         rows = [i for i in self._of(experiment_id) if i.proposal_seq > after_seq and (state is None or i.state == state)]
         return sorted(rows, key=lambda i: i.proposal_seq)[:limit]
 
+    def artifacts(self, experiment_id: int, state: str | None = "kept") -> list[IndividualRecord]:
+        rows = [i for i in self._of(experiment_id)
+                if i.artifact_state is not None and (state is None or i.artifact_state == state)]
+        return sorted(rows, key=lambda i: i.proposal_seq)
+
     # --- events ---
     def append_events(self, events: Sequence[EventRecord]) -> None:
         seen: set[tuple[int, int]] = set()

@@ -95,6 +95,11 @@ class IndividualRow(Base):
     progress_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
     progress_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     progress_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The trained weights in the artifact store (revision 0004): the database keeps where and a checksum.
+    artifact_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    artifact_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    artifact_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     # Partial indexes hold only the rows a hot query wants, so most writes touch few index pages
     # (every page a commit dirties is appended to SQLite's WAL). Queries repeat each index's predicate
@@ -115,6 +120,9 @@ class IndividualRow(Base):
               sqlite_where=text("fitness IS NOT NULL"), postgresql_where=text("fitness IS NOT NULL")),
         Index("ix_individuals_improved", "experiment_id", "completion_rank",
               sqlite_where=text("improved = 1"), postgresql_where=text("improved")),
+        # retention's read after each report with weights: the artifacts still kept
+        Index("ix_individuals_artifacts", "experiment_id", "proposal_seq",
+              sqlite_where=text("artifact_state = 'kept'"), postgresql_where=text("artifact_state = 'kept'")),
     )
 
 

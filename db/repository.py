@@ -124,6 +124,10 @@ class IndividualRecord:
     progress_accuracy: float | None = None
     progress_loss: float | None = None
     progress_seconds: float | None = None
+    artifact_uri: str | None = None
+    artifact_sha256: str | None = None
+    artifact_bytes: int | None = None
+    artifact_state: str | None = None  # "kept", "deleted"; None: never had weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,7 @@ INDIVIDUAL_MUTABLE = frozenset(
         "state", "attempts", "lease_owner", "lease_token", "lease_deadline", "fitness", "accuracy", "latency_ms",
         "params", "mult_adds", "train_seconds", "compile_seconds", "fits_on_chip", "failure_reason",
         "completion_rank", "in_population", "improved", "leased_at", "completed_at", "epochs", "progress_accuracy",
-        "progress_loss", "progress_seconds",
+        "progress_loss", "progress_seconds", "artifact_uri", "artifact_sha256", "artifact_bytes", "artifact_state",
     }
 )
 #: Columns ``update_experiment`` may change.
@@ -247,6 +251,13 @@ class StoreTx(Protocol):
         self, experiment_id: int, after_seq: int, limit: int, state: str | None = None
     ) -> list[IndividualRecord]:
         """Individuals with proposal_seq > after_seq (optionally in ``state``), by proposal_seq, at most ``limit``."""
+        ...
+
+    def artifacts(self, experiment_id: int, state: str | None = "kept") -> list[IndividualRecord]:
+        """Individuals with an artifact (in ``state``: "kept" by default, None for any), by proposal_seq.
+
+        The kept ones are few (population, top K, parents still needed), and a partial index holds them:
+        retention reads them after every report that carries weights."""
         ...
 
     # --- events ---

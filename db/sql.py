@@ -303,6 +303,13 @@ class SqlTx:
             stmt = stmt.where(I.c.state == state)
         return [_ind(r) for r in self._c.execute(stmt.order_by(I.c.proposal_seq).limit(limit))]
 
+    def artifacts(self, experiment_id: int, state: str | None = "kept") -> list[IndividualRecord]:
+        stmt = select(*_I_COLS).where(I.c.experiment_id == experiment_id)
+        # Spelled as the partial index spells it, so SQLite uses the index.
+        stmt = stmt.where(text("artifact_state = 'kept'") if state == "kept" else
+                          I.c.artifact_state.is_not(None) if state is None else I.c.artifact_state == state)
+        return [_ind(r) for r in self._c.execute(stmt.order_by(I.c.proposal_seq))]
+
     # --- events ---
     def append_events(self, events: Sequence[EventRecord]) -> None:
         if not events:

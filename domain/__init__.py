@@ -11,6 +11,7 @@ from domain.errors import (
     Unavailable,
 )
 from domain.values import (
+    Artifact,
     Experiment,
     ExperimentSpec,
     ExperimentState,
@@ -28,6 +29,7 @@ from domain.values import (
 __all__ = [
     "AlreadyExists",
     "AmoebaError",
+    "Artifact",
     "DomainError",
     "Experiment",
     "ExperimentSpec",

@@ -65,6 +65,8 @@ class ExperimentSpec:
     max_consecutive_failures: int = 25
     #: The early-stopping rule and its settings (``evolution.early_stopping``); ``{"rule": "none"}`` by default.
     early_stopping: dict[str, Any] = field(default_factory=lambda: {"rule": "none"})
+    #: Artifact retention: ``{"keep": K}`` keeps the population, the top K and parents still needed; ``"all"`` all.
+    artifacts: dict[str, Any] = field(default_factory=lambda: {"keep": 20})
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,15 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Artifact:
+    """A child's trained weights in the artifact store: where, their sha256 and size (never the bytes)."""
+
+    uri: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """Work handed to a worker: one individual, the secret token of this attempt, and its deadline.
 
@@ -113,6 +124,10 @@ class Lease:
     mutation: str = ""
     latency_ms: float | None = None
     fits_on_chip: bool | None = None
+    #: Where this child's trained weights go (``Trial.save_artifact``); empty when the server keeps no artifacts.
+    artifact_uri: str = ""
+    #: The parent's kept weights (for weight inheritance), when the parent has an artifact still in the store.
+    parent_artifact: Artifact | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +160,8 @@ class Metrics:
     compile_seconds: float = 0.0
     fits_on_chip: bool | None = None
     extra: Mapping[str, float] = field(default_factory=dict)
+    #: The trained weights written to the artifact store, when the evaluator kept them.
+    artifact: Artifact | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +212,8 @@ class Individual:
     completion_rank: int | None = None  # 0-based order of completion within the experiment
     in_population: bool = False
     epochs: int | None = None  # epochs trained, when the worker reported progress
+    artifact: Artifact | None = None  # its kept weights (None: never had any, or deleted by retention)
+    artifact_state: str = ""  # "kept", "deleted" or "" (never had any)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,10 @@ _ALIASES = {"population": "population_size", "sample": "sample_size", "P": "popu
 _FIELDS = (
     "name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "algorithm_options",
     "mutation", "objective", "training", "lease_timeout_s", "max_attempts", "max_consecutive_failures",
-    "early_stopping",
+    "early_stopping", "artifacts",
 )
+#: The top K kept artifacts when a config says nothing (issue: "the top K (config, default 20)").
+DEFAULT_KEEP_ARTIFACTS = 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 #: Seeds are stored in a signed 64-bit column.
 _MAX_SEED = 2**63 - 1
@@ -144,6 +146,7 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         stopping = parse_stopping(values.get("early_stopping")).to_json()
     except AmoebaError as exc:
         raise InvalidArgument(str(exc)) from None
+    artifacts = _artifacts(values.get("artifacts"))
     spec = ExperimentSpec(
         name=exp_name,
         space=space.name,
@@ -160,6 +163,7 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         max_attempts=attempts,
         max_consecutive_failures=breaker,
         early_stopping=stopping,
+        artifacts=artifacts,
     )
     size = len(canonical_json(spec_to_dict(spec)))
     if size > MAX_SPEC_JSON_BYTES:
@@ -167,6 +171,24 @@ def parse_spec(data: Any, *, name: str | None = None) -> ExperimentSpec:
         raise InvalidArgument(f"the experiment config is {size:,} bytes as JSON; at most {MAX_SPEC_JSON_BYTES:,} "
                               "fit in the work messages sent to workers")
     return spec
+
+
+def _artifacts(value: Any) -> dict[str, Any]:
+    """``artifacts: {keep: K}`` (the top K kept besides the population and the parents still needed) or
+    ``{keep: all}`` (nothing deleted); absent: keep the top DEFAULT_KEEP_ARTIFACTS."""
+    if value is None:
+        return {"keep": DEFAULT_KEEP_ARTIFACTS}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"artifacts must be a mapping such as {{keep: 20}}, got {str(value)[:60]!r}")
+    unknown = sorted(set(map(str, value)) - {"keep"})
+    if unknown:
+        raise InvalidArgument(f"unknown artifacts setting(s) {', '.join(unknown)}; expected keep")
+    keep = value.get("keep", DEFAULT_KEEP_ARTIFACTS)
+    if keep == "all":
+        return {"keep": "all"}
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= 1_000_000:
+        raise InvalidArgument(f"artifacts.keep must be a whole number from 0 to 1000000 or 'all', got {str(keep)[:60]!r}")
+    return {"keep": keep}
 
 
 def _check_table(space: Space, training: dict[str, Any]) -> None:

@@ -67,6 +67,16 @@ class ReadModel:
     def spec(self, exp: ExperimentRecord) -> ExperimentSpec:
         return spec_from_json(exp.config_json)
 
+    def artifacts(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every individual that had weights stored, by proposal: seq, uri, sha256, bytes, state (kept or
+        deleted by retention), fingerprint and accuracy."""
+        exp = self.experiment(name)
+        with self.db.store.transaction() as tx:
+            rows = tx.artifacts(exp.id, None)
+        return [{"seq": r.proposal_seq, "uri": r.artifact_uri, "sha256": r.artifact_sha256, "bytes": r.artifact_bytes,
+                 "state": r.artifact_state, "fingerprint": r.fingerprint, "accuracy": r.accuracy,
+                 "in_population": r.in_population} for r in rows]
+
     # --- the status document ---------------------------------------------------------------------------
 
     def status(self, name: str | None = None, top_k: int = DEFAULT_TOP_K) -> StatusSnapshot:

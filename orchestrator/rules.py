@@ -4,11 +4,22 @@ carry, who holds a lease, what an expired lease becomes, how much work may be ou
 from __future__ import annotations
 
 import math
+import re
 import secrets
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from domain import AlreadyExists, FailedPrecondition, IndividualState, InvalidArgument, Metrics, NotFound, Progress
+from domain import (
+    AlreadyExists,
+    Artifact,
+    FailedPrecondition,
+    IndividualState,
+    InvalidArgument,
+    Metrics,
+    NotFound,
+    Progress,
+)
 from domain.values import TERMINAL_STATES
 
 #: Metric bounds beyond which a report is certainly malformed (units: ms, count, count, seconds).
@@ -92,7 +103,28 @@ def validate_metrics(m: Any) -> Metrics:
         train_seconds=finite("train_seconds", m.train_seconds, 0.0, MAX_SECONDS),
         compile_seconds=finite("compile_seconds", m.compile_seconds, 0.0, MAX_SECONDS),
         fits_on_chip=m.fits_on_chip,
+        artifact=validate_artifact(m.artifact),
     )
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: A store URL plus a child's folder name fits easily; longer is not a URI this server handed out.
+MAX_URI = 2000
+MAX_ARTIFACT_BYTES = 2**50
+
+
+def validate_artifact(a: Any) -> Artifact | None:
+    """The reported artifact, checked for shape (the service checks it is the one the lease assigned)."""
+    if a is None:
+        return None
+    if not isinstance(a, Artifact):
+        raise InvalidArgument("artifact must be an Artifact")
+    text("artifact uri", a.uri, MAX_URI)
+    if not a.uri:
+        raise InvalidArgument("an artifact needs its uri")
+    if not isinstance(a.sha256, str) or not _SHA256.match(a.sha256):
+        raise InvalidArgument(f"artifact sha256 must be 64 lowercase hex digits, got {str(a.sha256)[:60]!r}")
+    return Artifact(a.uri, a.sha256, count("artifact bytes", a.bytes, MAX_ARTIFACT_BYTES) or 0)
 
 
 def page_request(page_size: Any, page_token: Any, state: Any) -> tuple[int, int, str | None]:
@@ -179,3 +211,20 @@ def validate_progress(p: Any) -> Progress:
     accuracy = None if p.accuracy is None else finite("progress accuracy", p.accuracy, 0.0, 1.0)
     loss = None if p.train_loss is None else finite("progress train_loss", p.train_loss, -1e12, 1e12)
     return Progress(p.epoch, accuracy, loss, finite("progress seconds", p.seconds, 0.0, MAX_SECONDS))
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """An individual whose artifact is still kept, as retention sees it."""
+
+    id: int
+    seq: int
+    in_population: bool
+
+
+def doomed_artifacts(kept: Iterable[Kept], top: Collection[int], needed: Collection[int]) -> list[int]:
+    """The ids of kept artifacts retention deletes now: everything but the live population, the ``top`` K
+    (their proposal numbers) and the parents a queued or leased child still ``needed`` (proposal numbers).
+
+    Pure, so the bound it keeps (at most P + K + the children in flight) is checked without a store."""
+    return [k.id for k in kept if not k.in_population and k.seq not in top and k.seq not in needed]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from artifacts.store import ArtifactStore
 from db.repository import (
     DuplicateName,
     ExperimentRecord,
@@ -26,6 +27,7 @@ from db.repository import (
 )
 from domain import (
     AlreadyExists,
+    Artifact,
     Experiment,
     ExperimentSpec,
     ExperimentState,
@@ -93,8 +95,11 @@ class OrchestratorService:
         clock: Callable[[], float] = time.time,
         token_factory: Callable[[], str] = lambda: secrets.token_hex(16),
         retry_after_s: float = 1.0,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.store = store
+        #: Where workers write trained weights (handed out with each lease); None: no artifacts are kept.
+        self.artifacts = artifacts
         self._clock = clock
         self._token = token_factory
         self._retry_after_s = retry_after_s
@@ -108,7 +113,7 @@ class OrchestratorService:
     # --- plumbing ------------------------------------------------------------------------------------
 
     def _run(self, fn: Callable[[StoreTx], Any]) -> Any:
-        post: list[Callable[[], None]] = []
+        post: list[Callable[[], object]] = []
         self._local.post = post
         try:
             with self.store.transaction() as tx:
@@ -121,7 +126,7 @@ class OrchestratorService:
             step()
         return result
 
-    def _after_commit(self, step: Callable[[], None]) -> None:
+    def _after_commit(self, step: Callable[[], object]) -> None:
         self._local.post.append(step)
 
     def _remember(self, exp_id: int, snapshot: Snapshot) -> None:
@@ -134,14 +139,27 @@ class OrchestratorService:
             paused_reason=exp.paused_reason,
         )
 
-    def _lease_value(self, ctx: Context, exp: ExperimentRecord, ind_id: int, seq: int, genome_json: str, token: str,
-                     deadline: float, attempt: int, parent_seq: int | None, mutation: str, seed: int,
-                     latency_ms: float | None, fits_on_chip: bool | None) -> Lease:
+    def _lease_value(self, tx: StoreTx, ctx: Context, exp: ExperimentRecord, ind_id: int, seq: int, genome_json: str,
+                     fingerprint: str, token: str, deadline: float, attempt: int, parent_seq: int | None,
+                     mutation: str, seed: int, latency_ms: float | None, fits_on_chip: bool | None) -> Lease:
+        artifact_uri, parent_artifact = "", None
+        if self.artifacts is not None:
+            artifact_uri = self.artifacts.uri_for(exp.name, seq, fingerprint)
+            if parent_seq is not None:
+                parent_artifact = self._kept_artifact(tx, exp.id, parent_seq)
         return Lease(
             experiment=exp.name, individual_id=ind_id, proposal_seq=seq, token=token, deadline=deadline,
             attempt=attempt, genome_json=genome_json, space=ctx.spec.space, seed=seed, training=ctx.spec.training,
             parent_seq=parent_seq, mutation=mutation, latency_ms=latency_ms, fits_on_chip=fits_on_chip,
+            artifact_uri=artifact_uri, parent_artifact=parent_artifact,
         )
+
+    @staticmethod
+    def _kept_artifact(tx: StoreTx, exp_id: int, seq: int) -> Artifact | None:
+        rows = tx.individuals(exp_id, seq - 1, 1)
+        if not rows or rows[0].proposal_seq != seq:
+            return None
+        return artifact_of(rows[0])
 
     def _one_experiment(self, tx: StoreTx, name: str, *, lock: bool = False) -> ExperimentRecord:
         exp = tx.experiment(name, lock=lock)
@@ -240,9 +258,9 @@ class OrchestratorService:
                 "lease_token": token, "lease_deadline": deadline, "leased_at": now,
             })
             batch.event(ev.Leased(worker.worker_id, attempt), now, queued.id, queued.proposal_seq)
-            return self._lease_value(ctx, exp, queued.id, queued.proposal_seq, queued.genome_json, token, deadline,
-                                     attempt, queued.parent_seq, queued.mutation, queued.training_seed,
-                                     queued.latency_ms, queued.fits_on_chip)
+            return self._lease_value(tx, ctx, exp, queued.id, queued.proposal_seq, queued.genome_json,
+                                     queued.fingerprint, token, deadline, attempt, queued.parent_seq, queued.mutation,
+                                     queued.training_seed, queued.latency_ms, queued.fits_on_chip)
         if not rules.may_propose(spec.evaluations, batch.get("proposals"), batch.get("completed"), batch.get("failed"),
                                  batch.get("rejected"), batch.get("stopped"), ctx.stopping.count_towards_budget):
             return NoWork(False, self._retry_after_s, "every remaining individual is leased; ask again")
@@ -289,8 +307,8 @@ class OrchestratorService:
         batch.event(ev.Proposed(fingerprint, proposal.parent_seq, proposal.mutation), now, ind_id, seq)
         batch.event(ev.Leased(worker.worker_id, 1), now, ind_id, seq)
         self._remember(exp.id, Snapshot(snap.ranked, int(batch.get("proposals")), snap.state, snap.ids))
-        return self._lease_value(ctx, exp, ind_id, seq, genome_json, token, deadline, 1, proposal.parent_seq,
-                                 proposal.mutation, seed, latency_ms, fits)
+        return self._lease_value(tx, ctx, exp, ind_id, seq, genome_json, fingerprint, token, deadline, 1,
+                                 proposal.parent_seq, proposal.mutation, seed, latency_ms, fits)
 
     def _after_proposal(self, tx: StoreTx, batch: EventBatch, ctx: Context, snap: Snapshot, state: Any, seq: int,
                         now: float) -> Snapshot:
@@ -417,6 +435,7 @@ class OrchestratorService:
                 "mult_adds": metrics.mult_adds, "train_seconds": metrics.train_seconds,
                 "compile_seconds": metrics.compile_seconds, "fits_on_chip": fits,
                 "lease_token": None, "lease_deadline": None, "completed_at": now,
+                **self._artifact_columns(exp, ind, metrics.artifact),
             }
             limit = ctx.objective.max_latency_ms
             snapshot: Snapshot | None = None
@@ -429,6 +448,8 @@ class OrchestratorService:
                 self._setback(batch, ctx, reason, now)
             else:
                 snapshot = self._complete(tx, batch, ctx, ind, fitness, metrics.accuracy, latency_ms, common, now)
+            if self.artifacts is not None:
+                self._retain(tx, exp, ctx)
             if lease_next:
                 return self._lease_one(tx, batch.exp, worker, now, batch, snapshot, completed=1)
             batch.flush(tx, now)
@@ -437,6 +458,47 @@ class OrchestratorService:
 
         result: Lease | NoWork | None = self._run(work)
         return result
+
+    def _artifact_columns(self, exp: ExperimentRecord, ind: IndividualRecord, artifact: Artifact | None) -> dict[str, Any]:
+        """The columns of a reported artifact, after checking it is the folder this child's lease assigned
+        (retention deletes what the rows name: a row must never name something the store does not own)."""
+        if artifact is None:
+            return {}
+        if self.artifacts is None:
+            raise InvalidArgument("this server keeps no artifacts (start it with --artifacts URL); report without one")
+        expected = self.artifacts.uri_for(exp.name, ind.proposal_seq, ind.fingerprint)
+        if artifact.uri != expected:
+            raise InvalidArgument(f"artifact uri {artifact.uri[:60]!r} is not the one leased for individual "
+                                  f"{ind.proposal_seq} ({expected[:60]!r})")
+        return {"artifact_uri": artifact.uri, "artifact_sha256": artifact.sha256, "artifact_bytes": artifact.bytes,
+                "artifact_state": "kept"}
+
+    def _retain(self, tx: StoreTx, exp: ExperimentRecord, ctx: Context) -> None:
+        """Retention: mark the artifacts no longer needed deleted in this transaction, remove their folders
+        once it commits (a crash in between leaves an orphan folder, never a row naming a deleted one)."""
+        keep = ctx.spec.artifacts.get("keep", 20)
+        if keep == "all":
+            return
+        kept = tx.artifacts(exp.id)
+        if not kept:
+            return
+        top = {r.proposal_seq for r in tx.top(exp.id, int(keep))}
+        outstanding = tx.leased(exp.id, rules.MAX_PAGE_SIZE) + tx.individuals(
+            exp.id, -1, rules.MAX_PAGE_SIZE, IndividualState.QUEUED)
+        needed = {r.parent_seq for r in outstanding if r.parent_seq is not None}
+        # The reported row's in_population flag was just written in this transaction; the read above sees it.
+        doomed = set(rules.doomed_artifacts((rules.Kept(r.id, r.proposal_seq, r.in_population) for r in kept),
+                                            top, needed))
+        uris = []
+        for r in kept:
+            if r.id in doomed:
+                tx.update_individual(r.id, {"artifact_state": "deleted"})
+                if r.artifact_uri:
+                    uris.append(r.artifact_uri)
+        if uris:
+            store = self.artifacts
+            assert store is not None
+            self._after_commit(lambda: store.discard(uris))
 
     def _enter(self, tx: StoreTx, batch: EventBatch, ctx: Context, ind: IndividualRecord, fitness: float,
                accuracy: float, latency_ms: float | None, row: dict[str, Any], now: float) -> Snapshot:
@@ -709,8 +771,16 @@ def to_individual(experiment: str, r: IndividualRecord) -> Individual:
         mult_adds=r.mult_adds, train_seconds=r.train_seconds, compile_seconds=r.compile_seconds,
         lease_owner=r.lease_owner, lease_deadline=r.lease_deadline, failure_reason=r.failure_reason,
         created_at=r.created_at, completed_at=r.completed_at, completion_rank=r.completion_rank,
-        in_population=r.in_population, epochs=r.epochs,
+        in_population=r.in_population, epochs=r.epochs, artifact=artifact_of(r),
+        artifact_state=r.artifact_state or "",
     )
+
+
+def artifact_of(r: IndividualRecord) -> Artifact | None:
+    """The kept artifact of a stored individual, or None (none written, or deleted by retention)."""
+    if r.artifact_state != "kept" or not r.artifact_uri or r.artifact_sha256 is None:
+        return None
+    return Artifact(r.artifact_uri, r.artifact_sha256, int(r.artifact_bytes or 0))
 
 
 def open_service(url: str, **kwargs: Any) -> OrchestratorService:

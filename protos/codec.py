@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from domain import Experiment, ExperimentSpec, Individual, Lease, Metrics, NoWork, Progress, WorkerInfo
+from domain import Artifact, Experiment, ExperimentSpec, Individual, Lease, Metrics, NoWork, Progress, WorkerInfo
 from domain.errors import AmoebaError
 from protos.amoeba.v1 import orchestrator_pb2 as pb
 
@@ -69,6 +69,7 @@ def encode_spec(spec: ExperimentSpec) -> pb.ExperimentSpec:
         algorithm=spec.algorithm,
         algorithm_options_json=dumps(spec.algorithm_options),
         early_stopping_json=dumps(spec.early_stopping),
+        artifacts_json=dumps(spec.artifacts),
         mutation_json=dumps(spec.mutation),
         objective_json=dumps(spec.objective),
         training_json=dumps(spec.training),
@@ -97,6 +98,7 @@ def decode_spec(msg: pb.ExperimentSpec) -> ExperimentSpec:
         lease_timeout_s=msg.lease_timeout_s,
         max_attempts=msg.max_attempts,
         early_stopping=loads_object(msg.early_stopping_json, "early_stopping_json", {"rule": "none"}),
+        artifacts=loads_object(msg.artifacts_json, "artifacts_json", {"keep": 20}),
     )
     if msg.HasField("max_consecutive_failures"):
         spec = dataclasses.replace(spec, max_consecutive_failures=msg.max_consecutive_failures)
@@ -135,6 +137,18 @@ def decode_experiment(msg: pb.Experiment) -> Experiment:
 # --- workers, leases, metrics -------------------------------------------------------------------------
 
 
+def encode_artifact(artifact: Artifact) -> pb.Artifact:
+    return pb.Artifact(uri=artifact.uri, sha256=artifact.sha256, bytes=artifact.bytes)
+
+
+def decode_artifact(msg: Any, name: str = "artifact") -> Artifact | None:
+    """The Artifact in field ``name`` of ``msg``; None when unset."""
+    if not msg.HasField(name):
+        return None
+    value = getattr(msg, name)
+    return Artifact(uri=value.uri, sha256=value.sha256, bytes=value.bytes)
+
+
 def encode_worker(worker: WorkerInfo) -> pb.WorkerInfo:
     return pb.WorkerInfo(worker_id=worker.worker_id, host=worker.host, evaluator=worker.evaluator)
 
@@ -158,7 +172,10 @@ def encode_work(lease: Lease) -> pb.Work:
         seed=lease.seed,
         training_json=dumps(lease.training),
         mutation=lease.mutation,
+        artifact_uri=lease.artifact_uri,
     )
+    if lease.parent_artifact is not None:
+        work.parent_artifact.CopyFrom(encode_artifact(lease.parent_artifact))
     _set_opt(work, "parent_seq", lease.parent_seq)
     _set_opt(work, "latency_ms", lease.latency_ms)
     _set_opt(work, "fits_on_chip", lease.fits_on_chip)
@@ -183,6 +200,8 @@ def decode_work(msg: pb.Work) -> Lease:
         mutation=msg.mutation,
         latency_ms=_opt(msg, "latency_ms"),
         fits_on_chip=_opt(msg, "fits_on_chip"),
+        artifact_uri=msg.artifact_uri,
+        parent_artifact=decode_artifact(msg, "parent_artifact"),
     )
 
 
@@ -204,6 +223,8 @@ def encode_metrics(metrics: Metrics) -> pb.Metrics:
     _set_opt(msg, "params", metrics.params)
     _set_opt(msg, "mult_adds", metrics.mult_adds)
     _set_opt(msg, "fits_on_chip", metrics.fits_on_chip)
+    if metrics.artifact is not None:
+        msg.artifact.CopyFrom(encode_artifact(metrics.artifact))
     return msg
 
 
@@ -220,6 +241,7 @@ def decode_metrics(msg: pb.Metrics) -> Metrics:
         train_seconds=msg.train_seconds,
         compile_seconds=msg.compile_seconds,
         fits_on_chip=_opt(msg, "fits_on_chip"),
+        artifact=decode_artifact(msg),
     )
 
 
@@ -243,9 +265,12 @@ def encode_individual(ind: Individual) -> pb.Individual:
         attempts=ind.attempts,
         created_at=ind.created_at,
         in_population=ind.in_population,
+        artifact_state=ind.artifact_state,
     )
     for name in _INDIVIDUAL_OPTIONAL:
         _set_opt(msg, name, getattr(ind, name))
+    if ind.artifact is not None:
+        msg.artifact.CopyFrom(encode_artifact(ind.artifact))
     return msg
 
 
@@ -262,6 +287,8 @@ def decode_individual(msg: pb.Individual) -> Individual:
         attempts=msg.attempts,
         created_at=msg.created_at,
         in_population=msg.in_population,
+        artifact=decode_artifact(msg),
+        artifact_state=msg.artifact_state,
         **optional,
     )
 

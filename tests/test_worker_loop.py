@@ -256,7 +256,7 @@ def test_trials_are_the_leases_with_their_genome_parsed(service: Counting, serve
             with pytest.raises(TrialError, match="reported already"):
                 trial.report(accuracy=0.6)
     assert [t.proposal_seq for t in seen] == [0, 1, 2] and len({t.seed for t in seen}) == 3
-    assert worker.counts == {"evaluated": 3, "failed": 0, "dropped": 0, "released": 0}
+    assert worker.counts == {"evaluated": 3, "failed": 0, "dropped": 0, "released": 0, "stopped": 0}
     assert worker.exit_reason == "done" and states(service) == {"completed": 3}
     assert service.calls["lease"] == 1  # every other trial came with the report before it
 
@@ -277,7 +277,7 @@ def test_a_consumer_that_reports_fails_and_breaks_early_leaves_no_lease_held(
             if len(seen) == 5:
                 break  # the report just brought the next lease with it: it must go back
         assert seen == [0, 1, 2, 3, 4]
-        assert worker.counts == {"evaluated": 4, "failed": 1, "dropped": 0, "released": 1}
+        assert worker.counts == {"evaluated": 4, "failed": 1, "dropped": 0, "released": 1, "stopped": 0}
         rows = service.inner.list_individuals("exp", 100, "", None).individuals
         assert Counter(i.state for i in rows) == {"completed": 4, "failed": 1, "queued": 1}
         assert [(i.proposal_seq, i.failure_reason) for i in rows if i.state == "failed"] == [(2, "loss diverged")]
@@ -292,7 +292,7 @@ def test_a_consumer_that_reports_fails_and_breaks_early_leaves_no_lease_held(
             held = trial
             break
         assert (held.proposal_seq, held.attempt) == (5, 1)
-        assert again.counts == {"evaluated": 0, "failed": 0, "dropped": 0, "released": 1}
+        assert again.counts == {"evaluated": 0, "failed": 0, "dropped": 0, "released": 1, "stopped": 0}
         assert states(service) == {"completed": 4, "failed": 1, "queued": 1}
 
         # An exception in the consumer's loop: the same.

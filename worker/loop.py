@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from artifacts.store import ArtifactError
 from domain import (
     AlreadyExists,
     FailedPrecondition,
@@ -335,6 +336,9 @@ class Worker:
                     metrics = self.evaluator.evaluate(trial, self._cancel)
                 except EvaluationFailed as exc:
                     trial.fail(exc.reason)
+                    continue
+                except ArtifactError as exc:  # the store could not be written: never a result without its weights
+                    trial.fail(str(exc))
                     continue
                 except EvaluationCancelled:
                     continue  # unsettled: released (or dropped, when the lease was lost)

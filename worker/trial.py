@@ -7,11 +7,12 @@ background thread; ``report`` / ``fail`` settle it (once).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from domain import Lease, Metrics, Progress
+from domain import Artifact, Lease, Metrics, Progress
 from domain.errors import AmoebaError
 from genome.base import Genome
 
@@ -90,13 +91,14 @@ class Trial:
     evaluator function returns the metrics mapping instead and the worker reports it.
     """
 
-    __slots__ = ("_genome", "_session", "_settled", "lease")
+    __slots__ = ("_artifact", "_genome", "_session", "_settled", "lease")
 
     def __init__(self, lease: Lease, session: TrialSession | None = None) -> None:
         self.lease = lease
         self._session = session
         self._genome: Genome | None = None
         self._settled = False
+        self._artifact: Artifact | None = None
 
     # --- what the trial is ---
 
@@ -153,6 +155,66 @@ class Trial:
     def settled(self) -> bool:
         return self._settled
 
+    # --- artifacts: this child's weights, its parent's ---
+
+    @property
+    def artifact_uri(self) -> str:
+        """Where ``save_artifact`` writes (the server's store; "" when it keeps no artifacts)."""
+        return self.lease.artifact_uri
+
+    @property
+    def artifact(self) -> Artifact | None:
+        """The artifact saved for this trial so far (reported with its metrics)."""
+        return self._artifact
+
+    @property
+    def parent_artifact(self) -> Artifact | None:
+        """The parent's kept weights, when it has some in the store (for weight inheritance)."""
+        return self.lease.parent_artifact
+
+    def save_artifact(self, weights: bytes, manifest: Mapping[str, Any] | None = None) -> Artifact:
+        """Write this child's trained weights (any bytes: a Flax msgpack, a torch state dict, ...) and a
+        manifest to the artifact store; the report then carries its URI, sha256 and size.
+
+        ``ArtifactError`` when the server keeps no artifacts or the store cannot be written: an evaluator
+        that was to keep weights then fails the evaluation rather than report a result without them.
+        """
+        from artifacts.store import ArtifactError, write_artifact
+
+        if not self.lease.artifact_uri:
+            raise ArtifactError("the server keeps no artifacts: start it with --artifacts URL to save weights")
+        if not isinstance(weights, bytes | bytearray | memoryview):
+            raise ArtifactError(f"save_artifact takes the weights as bytes, got {type(weights).__name__}")
+        doc = {**self.describe(), **dict(manifest or {})}
+        self._artifact = write_artifact(self.lease.artifact_uri, bytes(weights), doc)
+        return self._artifact
+
+    def load_parent(self) -> bytes | None:
+        """The parent's weights (checked against their sha256), or None when it has none kept.
+
+        ``ArtifactError`` (one line) when they are missing or damaged: wrong weights are never loaded."""
+        if self.lease.parent_artifact is None:
+            return None
+        from artifacts.store import read_artifact
+
+        return read_artifact(self.lease.parent_artifact)
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest says of any artifact of this trial: who it is and what trained it."""
+        from artifacts.store import library_versions
+
+        return {"experiment": self.experiment, "proposal_seq": self.proposal_seq, "parent_seq": self.parent_seq,
+                "mutation": self.lease.mutation, "attempt": self.attempt, "space": self.space, "seed": self.seed,
+                "fingerprint": self._fingerprint(), "genome": self.genome_json, "training": self.training,
+                "parent_artifact": None if self.parent_artifact is None else self.parent_artifact.uri,
+                "versions": library_versions()}
+
+    def _fingerprint(self) -> str | None:
+        try:
+            return self.genome.fingerprint
+        except AmoebaError:
+            return None
+
     @property
     def stopping(self) -> bool:
         """True once the worker or client is shutting down: finish or fail soon."""
@@ -171,6 +233,8 @@ class Trial:
     def report(self, metrics: Mapping[str, Any] | Metrics | None = None, /, **values: Any) -> None:
         """Report the evaluation: ``trial.report(accuracy=0.93, latency_ms=1.2)`` or a mapping/Metrics."""
         built = metrics if isinstance(metrics, Metrics) else metrics_from_mapping({**(metrics or {}), **values})
+        if built.artifact is None and self._artifact is not None:
+            built = dataclasses.replace(built, artifact=self._artifact)
         self._settle().report(built)
 
     def fail(self, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+import spaces
 from domain import Metrics
 from domain.errors import AmoebaError
 from genome.base import Genome
@@ -20,11 +22,56 @@ from worker.training.augment import CIFAR_MEAN, CIFAR_STD, resize_area
 from worker.training.data_cifar import CIFAR10_MD5, CIFAR10_URL, cache_root, load_cifar10, locate_cifar10
 from worker.training.datasets import ArrayData, TrainData
 from worker.training.errors import DataError, DatasetUnavailable
-from worker.training.loop import train_and_evaluate
+from worker.training.loop import Initial, train_and_evaluate
 from worker.training.presets import DEFAULT_PRESET, TrainingConfig, TrainingConfigError, resolve_training
 from worker.trial import Trial
 
 _cache_configured: str | None = None
+
+
+def save_weights(trial: Trial, variables: Any, manifest: dict[str, Any]) -> None:
+    """Write the trained variables as the trial's artifact (Flax msgpack: the state dict's own format,
+    read back with ``flax.serialization.msgpack_restore`` without the model's code). A store that cannot
+    be written fails the evaluation: no result is reported without the weights it was to keep."""
+    from flax import serialization
+
+    from artifacts.store import ArtifactError
+
+    try:
+        trial.save_artifact(serialization.msgpack_serialize(variables), manifest)
+    except ArtifactError as exc:
+        raise EvaluationFailed(str(exc)) from None
+
+
+def inheritance(trial: Trial, space: Any, genome: Genome) -> Initial | None:
+    """How a child starts from its parent's weights, when its space inherits them (``Space.inherit``).
+
+    None for spaces that do not; for those that do, a function of the fresh variables that loads the
+    parent's artifact (checked by sha256) and lets the space copy what the mutation left in place. A
+    child whose parent has no weights kept starts fresh (and still measures its step-0 accuracy)."""
+    inherit = getattr(space, "inherit", None)
+    if inherit is None:
+        return None
+    parent = trial.parent_artifact
+
+    def start(fresh: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        if parent is None:
+            return fresh, 0
+        from flax import serialization
+
+        from artifacts.store import ArtifactError, read_artifact, read_manifest
+
+        try:
+            weights = serialization.msgpack_restore(read_artifact(parent))
+            parent_genome = spaces.parse_genome(read_manifest(parent)["genome"], trial.space)
+        except ArtifactError as exc:
+            raise EvaluationFailed(f"cannot inherit the parent's weights: {exc}") from None
+        except (KeyError, AmoebaError, ValueError) as exc:
+            raise EvaluationFailed(f"cannot inherit the parent's weights: bad manifest at {parent.uri}: {exc}") from None
+        chosen, count = inherit(parent_genome, genome, trial.lease.mutation, weights, fresh)
+        return dict(chosen), int(count)
+
+    return start
 
 
 def enable_compilation_cache(directory: str | Path) -> Path:
@@ -125,13 +172,17 @@ class TrainEvaluator:
 
     def evaluate(self, trial: Trial, stop: threading.Event) -> Metrics:
         try:
-            config = resolve_training(trial.training, self.default_preset)
-        except TrainingConfigError as exc:
-            raise EvaluationFailed(f"bad training settings: {exc}") from None
-        try:
             genome = trial.genome
         except AmoebaError as exc:
             raise EvaluationFailed(f"bad genome: {exc}") from None
+        space = spaces.get(trial.space)
+        # A genome may carry training settings of its own (Large-Scale Evolution evolves the learning rate).
+        overrides = getattr(space, "training_overrides", None)
+        settings = {**trial.training, **(dict(overrides(genome)) if overrides is not None else {})}
+        try:
+            config = resolve_training(settings, self.default_preset)
+        except TrainingConfigError as exc:
+            raise EvaluationFailed(f"bad training settings: {exc}") from None
         try:
             data = self.dataset(config)
         except DatasetUnavailable:
@@ -139,29 +190,42 @@ class TrainEvaluator:
         except DataError as exc:
             raise EvaluationFailed(f"bad data: {exc}") from None
         model = self._model(genome, config, data.num_classes)
+        initial = inheritance(trial, space, genome)
         try:
             result = train_and_evaluate(model, data, config, short_seed(trial.seed), stop,
                                         tracing=lambda: _conv_impl(config.conv_impl),
-                                        on_epoch=lambda e, acc, loss, secs: trial.progress(e, acc, loss, secs))
+                                        on_epoch=lambda e, acc, loss, secs: trial.progress(e, acc, loss, secs),
+                                        initial=initial, keep_variables=bool(trial.artifact_uri))
         except DatasetUnavailable:
             raise
         except DataError as exc:  # found while streaming (an undecodable JPEG, ...)
             raise EvaluationFailed(f"bad data: {exc}") from None
         stats_start = time.perf_counter()
         mult_adds = self._mult_adds(genome, config, data.num_classes)
+        extra = {
+            "steps": float(result.steps),
+            "final_loss": result.final_loss,
+            "train_accuracy": result.train_accuracy,
+            "images_per_second": result.images_per_second,
+            "stats_seconds": time.perf_counter() - stats_start,
+        }
+        if initial is not None:
+            extra["inherited_params"] = float(result.inherited_params)
+            if result.initial_accuracy is not None:
+                extra["initial_accuracy"] = result.initial_accuracy
+        if trial.artifact_uri:
+            save_weights(trial, result.variables, {
+                "format": "flax-msgpack", "model": space.model, "network": training_network(genome, config),
+                "num_classes": data.num_classes, "training_config": dataclasses.asdict(config),
+                "metrics": {"accuracy": result.accuracy, "params": result.params, "mult_adds": mult_adds, **extra},
+            })
         return Metrics(
             accuracy=result.accuracy,
             params=result.params,
             mult_adds=mult_adds,
             train_seconds=result.train_seconds,
             compile_seconds=result.compile_seconds,
-            extra={
-                "steps": float(result.steps),
-                "final_loss": result.final_loss,
-                "train_accuracy": result.train_accuracy,
-                "images_per_second": result.images_per_second,
-                "stats_seconds": time.perf_counter() - stats_start,
-            },
+            extra=extra,
         )
 
     # --- data, model, side metrics ---

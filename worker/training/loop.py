@@ -46,6 +46,11 @@ class TrainResult:
     train_seconds: float
     compile_seconds: float
     images_per_second: float
+    #: The trained variables ({"params", "batch_stats"} on the host, numpy): what an artifact keeps.
+    variables: Any = None
+    #: Parameters taken from the parent's weights (weight inheritance), and the accuracy before any step.
+    inherited_params: int = 0
+    initial_accuracy: float | None = None
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -77,6 +82,8 @@ def train_and_evaluate(
     on_step: Callable[[int, int], None] | None = None,
     tracing: Callable[[], AbstractContextManager[Any]] | None = None,
     on_epoch: OnEpoch | None = None,
+    initial: Initial | None = None,
+    keep_variables: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``data`` for ``config.epochs`` and return its accuracy on the held-out split.
 
@@ -84,19 +91,34 @@ def train_and_evaluate(
     total)`` is called after each dispatched step (progress display). ``tracing()`` is entered while the
     steps are traced (the evaluator uses it to pick the convolution implementation). With ``on_epoch``,
     the held-out split is evaluated after every epoch and ``on_epoch(epoch, accuracy, loss, seconds)``
-    told; when it answers False, training stops there with ``EvaluationStopped``.
+    told; when it answers False, training stops there with ``EvaluationStopped``. With ``initial``, the
+    freshly initialised variables are handed to it and training starts from what it returns (weight
+    inheritance: ``initial(fresh) -> (variables, parameters inherited)``), after measuring the held-out
+    accuracy at step 0. ``keep_variables`` returns the trained variables on the host (for an artifact).
     """
     with failures_as_evaluation_failed():
-        return _run(model, data, config, seed, stop, dp or data_parallel(), on_step, tracing or nullcontext, on_epoch)
+        return _run(model, data, config, seed, stop, dp or data_parallel(), on_step, tracing or nullcontext, on_epoch,
+                    initial, keep_variables)
 
 
 #: ``on_epoch(epoch, validation accuracy, training loss, training seconds) -> go on?``
 OnEpoch = Callable[[int, float, float, float], bool]
+#: ``initial(fresh variables) -> (variables to start from, parameters inherited)`` (numpy state dicts).
+Initial = Callable[[dict[str, Any]], tuple[dict[str, Any], int]]
+
+
+def host_variables(state: TrainState) -> dict[str, Any]:
+    """The model's variables of ``state`` as a host (numpy) state dict: {"params", "batch_stats"}."""
+    from flax import serialization
+
+    return {"params": serialization.to_state_dict(jax.device_get(state.params)),
+            "batch_stats": serialization.to_state_dict(jax.device_get(state.batch_stats))}
 
 
 def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, stop: threading.Event | None,
          dp: DataParallel, on_step: Callable[[int, int], None] | None,
-         tracing: Callable[[], AbstractContextManager[Any]], on_epoch: OnEpoch | None = None) -> TrainResult:
+         tracing: Callable[[], AbstractContextManager[Any]], on_epoch: OnEpoch | None = None,
+         initial: Initial | None = None, keep_variables: bool = False) -> TrainResult:
     batch = round_to_devices(config.batch_size, dp.devices)
     eval_batch = round_to_devices(min(config.eval_batch_size, max(data.num_eval, 1)), dp.devices)
     if data.num_train < batch:
@@ -133,6 +155,10 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
         ).compile()
     jax.block_until_ready(state)
     compile_seconds = time.perf_counter() - compile_start
+    inherited, initial_accuracy = 0, None
+    if initial is not None:
+        state, inherited = _start_from(state, tx, dp, initial)
+        initial_accuracy = _evaluate(data, dp, eval_step, state, eval_batch)
 
     train_start = time.perf_counter()
     step = 0
@@ -168,7 +194,30 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
         accuracy=accuracy, params=params, steps=step, final_loss=last["loss"],
         train_accuracy=last["accuracy"], train_seconds=train_seconds, compile_seconds=compile_seconds,
         images_per_second=step * batch / train_seconds if train_seconds > 0 else 0.0,
+        variables=host_variables(state) if keep_variables else None,
+        inherited_params=inherited, initial_accuracy=initial_accuracy,
     )
+
+
+def _start_from(state: TrainState, tx: Any, dp: DataParallel, initial: Initial) -> tuple[TrainState, int]:
+    """``state`` with the variables ``initial`` chose (same tree and shapes as the fresh ones), a fresh optimizer."""
+    from flax import serialization
+
+    fresh = host_variables(state)
+    chosen, inherited = initial(fresh)
+    try:
+        params = serialization.from_state_dict(jax.device_get(state.params), chosen["params"])
+        stats = serialization.from_state_dict(jax.device_get(state.batch_stats), chosen.get("batch_stats", {}))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise EvaluationFailed(f"inherited weights do not fit the child's network: {exc}") from None
+    for new, old in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(jax.device_get(state.params)),
+                        strict=True):
+        if np.shape(new) != np.shape(old):
+            raise EvaluationFailed(f"inherited weights do not fit the child's network: shape {np.shape(new)} "
+                                   f"for {np.shape(old)}")
+    params = jax.device_put(jax.tree_util.tree_map(jnp.asarray, params), dp.replicated)
+    stats = jax.device_put(jax.tree_util.tree_map(jnp.asarray, stats), dp.replicated)
+    return state.replace(params=params, batch_stats=stats, opt_state=tx.init(params)), inherited
 
 
 def _evaluate(data: TrainData, dp: DataParallel, eval_step: Any, state: TrainState, eval_batch: int) -> float:

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExperimentSpec(_message.Message):
-    __slots__ = ("name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation_json", "objective_json", "training_json", "lease_timeout_s", "max_attempts", "algorithm_options_json", "max_consecutive_failures", "early_stopping_json")
+    __slots__ = ("name", "space", "population_size", "sample_size", "evaluations", "seed", "algorithm", "mutation_json", "objective_json", "training_json", "lease_timeout_s", "max_attempts", "algorithm_options_json", "max_consecutive_failures", "early_stopping_json", "artifacts_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     POPULATION_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class ExperimentSpec(_message.Message):
     ALGORITHM_OPTIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     MAX_CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     EARLY_STOPPING_JSON_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
     population_size: int
@@ -38,7 +39,8 @@ class ExperimentSpec(_message.Message):
     algorithm_options_json: str
     max_consecutive_failures: int
     early_stopping_json: str
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., population_size: _Optional[int] = ..., sample_size: _Optional[int] = ..., evaluations: _Optional[int] = ..., seed: _Optional[int] = ..., algorithm: _Optional[str] = ..., mutation_json: _Optional[str] = ..., objective_json: _Optional[str] = ..., training_json: _Optional[str] = ..., lease_timeout_s: _Optional[float] = ..., max_attempts: _Optional[int] = ..., algorithm_options_json: _Optional[str] = ..., max_consecutive_failures: _Optional[int] = ..., early_stopping_json: _Optional[str] = ...) -> None: ...
+    artifacts_json: str
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., population_size: _Optional[int] = ..., sample_size: _Optional[int] = ..., evaluations: _Optional[int] = ..., seed: _Optional[int] = ..., algorithm: _Optional[str] = ..., mutation_json: _Optional[str] = ..., objective_json: _Optional[str] = ..., training_json: _Optional[str] = ..., lease_timeout_s: _Optional[float] = ..., max_attempts: _Optional[int] = ..., algorithm_options_json: _Optional[str] = ..., max_consecutive_failures: _Optional[int] = ..., early_stopping_json: _Optional[str] = ..., artifacts_json: _Optional[str] = ...) -> None: ...
 
 class Experiment(_message.Message):
     __slots__ = ("id", "spec", "state", "created_at", "proposals", "completed", "failed", "rejected", "paused_reason")
@@ -73,7 +75,7 @@ class WorkerInfo(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., host: _Optional[str] = ..., evaluator: _Optional[str] = ...) -> None: ...
 
 class Work(_message.Message):
-    __slots__ = ("experiment", "individual_id", "proposal_seq", "token", "deadline", "attempt", "genome_json", "space", "seed", "training_json", "parent_seq", "mutation", "latency_ms", "fits_on_chip")
+    __slots__ = ("experiment", "individual_id", "proposal_seq", "token", "deadline", "attempt", "genome_json", "space", "seed", "training_json", "parent_seq", "mutation", "latency_ms", "fits_on_chip", "artifact_uri", "parent_artifact")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     INDIVIDUAL_ID_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +90,8 @@ class Work(_message.Message):
     MUTATION_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     FITS_ON_CHIP_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     individual_id: int
     proposal_seq: int
@@ -102,7 +106,19 @@ class Work(_message.Message):
     mutation: str
     latency_ms: float
     fits_on_chip: bool
-    def __init__(self, experiment: _Optional[str] = ..., individual_id: _Optional[int] = ..., proposal_seq: _Optional[int] = ..., token: _Optional[str] = ..., deadline: _Optional[float] = ..., attempt: _Optional[int] = ..., genome_json: _Optional[str] = ..., space: _Optional[str] = ..., seed: _Optional[int] = ..., training_json: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ..., latency_ms: _Optional[float] = ..., fits_on_chip: _Optional[bool] = ...) -> None: ...
+    artifact_uri: str
+    parent_artifact: Artifact
+    def __init__(self, experiment: _Optional[str] = ..., individual_id: _Optional[int] = ..., proposal_seq: _Optional[int] = ..., token: _Optional[str] = ..., deadline: _Optional[float] = ..., attempt: _Optional[int] = ..., genome_json: _Optional[str] = ..., space: _Optional[str] = ..., seed: _Optional[int] = ..., training_json: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ..., latency_ms: _Optional[float] = ..., fits_on_chip: _Optional[bool] = ..., artifact_uri: _Optional[str] = ..., parent_artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...
+
+class Artifact(_message.Message):
+    __slots__ = ("uri", "sha256", "bytes")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    sha256: str
+    bytes: int
+    def __init__(self, uri: _Optional[str] = ..., sha256: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class NoWork(_message.Message):
     __slots__ = ("done", "retry_after_s", "message")
@@ -115,7 +131,7 @@ class NoWork(_message.Message):
     def __init__(self, done: _Optional[bool] = ..., retry_after_s: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Metrics(_message.Message):
-    __slots__ = ("accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "fits_on_chip")
+    __slots__ = ("accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "fits_on_chip", "artifact")
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +139,7 @@ class Metrics(_message.Message):
     TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     COMPILE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FITS_ON_CHIP_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     accuracy: float
     latency_ms: float
     params: int
@@ -130,10 +147,11 @@ class Metrics(_message.Message):
     train_seconds: float
     compile_seconds: float
     fits_on_chip: bool
-    def __init__(self, accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., fits_on_chip: _Optional[bool] = ...) -> None: ...
+    artifact: Artifact
+    def __init__(self, accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., fits_on_chip: _Optional[bool] = ..., artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...
 
 class Individual(_message.Message):
-    __slots__ = ("id", "experiment", "proposal_seq", "genome_json", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "lease_owner", "lease_deadline", "failure_reason", "created_at", "completed_at", "completion_rank", "in_population", "epochs")
+    __slots__ = ("id", "experiment", "proposal_seq", "genome_json", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "lease_owner", "lease_deadline", "failure_reason", "created_at", "completed_at", "completion_rank", "in_population", "epochs", "artifact", "artifact_state")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +176,8 @@ class Individual(_message.Message):
     COMPLETION_RANK_FIELD_NUMBER: _ClassVar[int]
     IN_POPULATION_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_STATE_FIELD_NUMBER: _ClassVar[int]
     id: int
     experiment: str
     proposal_seq: int
@@ -182,7 +202,9 @@ class Individual(_message.Message):
     completion_rank: int
     in_population: bool
     epochs: int
-    def __init__(self, id: _Optional[int] = ..., experiment: _Optional[str] = ..., proposal_seq: _Optional[int] = ..., genome_json: _Optional[str] = ..., fingerprint: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., fitness: _Optional[float] = ..., accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., lease_owner: _Optional[str] = ..., lease_deadline: _Optional[float] = ..., failure_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., completion_rank: _Optional[int] = ..., in_population: _Optional[bool] = ..., epochs: _Optional[int] = ...) -> None: ...
+    artifact: Artifact
+    artifact_state: str
+    def __init__(self, id: _Optional[int] = ..., experiment: _Optional[str] = ..., proposal_seq: _Optional[int] = ..., genome_json: _Optional[str] = ..., fingerprint: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., fitness: _Optional[float] = ..., accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., lease_owner: _Optional[str] = ..., lease_deadline: _Optional[float] = ..., failure_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., completion_rank: _Optional[int] = ..., in_population: _Optional[bool] = ..., epochs: _Optional[int] = ..., artifact: _Optional[_Union[Artifact, _Mapping]] = ..., artifact_state: _Optional[str] = ...) -> None: ...
 
 class CreateExperimentRequest(_message.Message):
     __slots__ = ("spec",)
