@@ -83,9 +83,15 @@ def _export(model: Any, exp: Any, directory: Path, db_url: str, quiet: bool, ove
                  overwrite)
     spec = model.spec(exp)
     records = domain_call(lambda: model.records(exp.name))
+    from cli.lineage import departures
+    from ui.derive import KILLING_ALGORITHMS
+
+    # Members of a killing algorithm leave at proposals: their times come from the log's killed events.
+    gone = departures(model.db.store, exp.name) if spec.algorithm in KILLING_ALGORITHMS else None
     try:
         files = export_experiment(records, directory, population_size=spec.population_size, algorithm=spec.algorithm,
-                                  created_at=exp.created_at, name=exp.name, curves=model.curves(exp.name))
+                                  created_at=exp.created_at, name=exp.name, curves=model.curves(exp.name),
+                                  departures=gone)
     except OSError as exc:
         raise UserError(f"cannot write to {directory}: {exc.strerror or exc}") from None
     if not quiet:

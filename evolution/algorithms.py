@@ -125,6 +125,7 @@ BUILTIN: dict[str, str] = {
     "aging": "evolution.regularized:aging",
     "non-aging": "evolution.regularized:non_aging",
     "random": "evolution.regularized:random_search",
+    "pairwise": "evolution.pairwise:pairwise",
 }
 _factories: dict[str, AlgorithmFactory] = {}
 

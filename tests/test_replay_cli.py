@@ -113,7 +113,7 @@ def test_export_writes_tables_and_valid_pngs(copied: Path, tmp_path: Path, capsy
     assert doc["individuals"] == 61
     for name in ("history", "lineage", "population"):
         assert (out_dir / f"{name}.csv").is_file() and (out_dir / f"{name}.json").is_file()
-    for png in ("progress.png", "front.png"):
+    for png in ("progress.png", "front.png", "ancestry.png"):
         data = (out_dir / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(out_dir / png) as img:

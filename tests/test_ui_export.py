@@ -66,9 +66,10 @@ def test_export_experiment_writes_every_artifact(tmp_path: Path) -> None:
     recs = _records()
     out = export_experiment(recs, tmp_path / "export", population_size=20, created_at=1000.0, name="demo")
     assert set(out) == {"history_csv", "history_json", "lineage_csv", "lineage_json", "population_csv",
-                        "population_json", "progress_png", "front_png"}
+                        "population_json", "progress_png", "front_png", "ancestry_png"}
     for key in ("progress_png", "front_png"):
         assert _png_size(Path(out[key])) == (800, 500)
+    assert _png_size(Path(out["ancestry_png"])) == (900, 550)
 
     with open(out["history_csv"], newline="") as fh:
         rows = list(csv.reader(fh))

@@ -58,19 +58,28 @@ def lineage(records: Iterable[Mapping[str, Any]], proposal_seq: int) -> list[Map
     return chain
 
 
+#: Algorithms whose members leave when a proposal is made (a tournament's loser), not when one completes.
+KILLING_ALGORITHMS = ("pairwise",)
+
+
 def population_timeline(
-    records: Iterable[Mapping[str, Any]], population_size: int, algorithm: str = "aging"
+    records: Iterable[Mapping[str, Any]], population_size: int, algorithm: str = "aging",
+    departures: Mapping[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """The population after every completion, replayed from completed records.
 
     Completed records (``state == "completed"`` with a fitness) are taken in ``completion_rank``
     order (``completed_at``, then ``proposal_seq`` when absent). ``aging`` and ``random`` keep the
-    ``population_size`` most recent; ``non-aging`` drops the worst. One row per completion.
+    ``population_size`` most recent; ``non-aging`` drops the worst; ``pairwise`` members leave when a
+    tournament kills them: ``departures`` maps each killed member's proposal number to the number of
+    completions logged before its kill (the log's ``killed`` events). One row per completion.
     """
     if population_size < 1:
         raise ValueError("population_size must be positive")
-    if algorithm not in ("aging", "non-aging", "random"):
+    if algorithm not in ("aging", "non-aging", "random", *KILLING_ALGORITHMS):
         raise ValueError(f"unknown algorithm {algorithm!r}")
+    if algorithm in KILLING_ALGORITHMS:
+        return _killed_timeline(records, departures or {})
     done = [r for r in records if r.get("state", "completed") == "completed" and r.get("fitness") is not None]
     done.sort(key=lambda r: (_rank_key(r.get("completion_rank")), _rank_key(r.get("completed_at")), r["proposal_seq"]))
     members: list[Mapping[str, Any]] = []  # in completion order
@@ -106,3 +115,25 @@ def population_timeline(
 
 def _rank_key(value: Any) -> float:
     return float("inf") if value is None else float(value)
+
+
+def _killed_timeline(records: Iterable[Mapping[str, Any]], departures: Mapping[int, int]) -> list[dict[str, Any]]:
+    done = [r for r in records if r.get("state", "completed") == "completed" and r.get("fitness") is not None]
+    done.sort(key=lambda r: (_rank_key(r.get("completion_rank")), _rank_key(r.get("completed_at")), r["proposal_seq"]))
+    alive: dict[int, float] = {}
+    rows: list[dict[str, Any]] = []
+    for rank, r in enumerate(done):
+        f, seq = float(r["fitness"]), int(r["proposal_seq"])
+        alive[seq] = f
+        # Members killed by proposals made before this completion was logged are gone.
+        for gone in [s for s in alive if departures.get(s, rank + 1) <= rank]:
+            del alive[gone]
+        ordered = sorted((v, s) for s, v in alive.items())
+        n = len(ordered)
+        median = (ordered[n // 2][0] if n % 2 else (ordered[n // 2 - 1][0] + ordered[n // 2][0]) / 2) if n else None
+        rows.append({
+            "completion_rank": rank, "proposal_seq": seq, "completed_at": r.get("completed_at"), "fitness": f,
+            "size": n, "best": ordered[-1][0] if n else None, "median": median,
+            "worst": ordered[0][0] if n else None, "best_proposal_seq": ordered[-1][1] if n else None,
+        })
+    return rows

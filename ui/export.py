@@ -139,10 +139,11 @@ def write_lineage(records: Sequence[Mapping[str, Any]], proposal_seq: int, out_d
 
 
 def write_population_timeline(records: Iterable[Mapping[str, Any]], population_size: int, out_dir: str | Path,
-                              algorithm: str = "aging") -> list[Path]:
-    """population.csv and population.json: size, best, median and worst fitness after every completion."""
+                              algorithm: str = "aging", departures: Mapping[int, int] | None = None) -> list[Path]:
+    """population.csv and population.json: size, best, median and worst fitness after every completion
+    (``departures``: when a killing algorithm's members left, see ``ui.derive.population_timeline``)."""
     d = Path(out_dir)
-    rows = population_timeline(records, population_size, algorithm)
+    rows = population_timeline(records, population_size, algorithm, departures)
     return write_table(rows, TIMELINE_COLUMNS, d / "population.csv", d / "population.json")
 
 
@@ -155,12 +156,14 @@ def export_experiment(
     created_at: float | None = None,
     name: str = "",
     curves: Sequence[Mapping[str, Any]] = (),
+    departures: Mapping[int, int] | None = None,
 ) -> dict[str, str]:
     """Everything ``amoeba replay --export`` writes, in one folder; returns {artifact: path}.
 
     Artifacts: history, lineage (of the best, when there is one), population (CSV + JSON each),
     progress.png (fitness against time since ``created_at`` when given, else the completion index),
-    front.png (accuracy against latency), and with ``curves`` (progress reports) curves.csv and
+    front.png (accuracy against latency), ancestry.png (every individual's accuracy over wall time, the
+    best one's ancestry as a line: Large-Scale Evolution's figure), and with ``curves`` (progress reports) curves.csv and
     learning_curves.png (every child a thin line, the best ones in colour).
     """
     from ui.plots import front_plot, learning_curves_plot, progress_plot  # matplotlib costs a second; only here
@@ -174,7 +177,7 @@ def export_experiment(
     if best is not None:
         for p in write_lineage(records, int(best["proposal_seq"]), d):
             out[p.stem + p.suffix.replace(".", "_")] = str(p)
-    for p in write_population_timeline(records, population_size, d, algorithm):
+    for p in write_population_timeline(records, population_size, d, algorithm, departures):
         out[p.stem + p.suffix.replace(".", "_")] = str(p)
     done = [r for r in records if r.get("state", "completed") == "completed" and r.get("fitness") is not None]
     if created_at is not None and all(r.get("completed_at") is not None for r in done):
@@ -192,6 +195,10 @@ def export_experiment(
     front = [(float(r["accuracy"]), float(r["latency_ms"])) for r in done
              if r.get("accuracy") is not None and r.get("latency_ms") is not None]
     out["front_png"] = str(front_plot(front, d / "front.png", title=f"{name} accuracy vs latency" if name else ""))
+    from ui.ancestry import ancestry_plot
+
+    out["ancestry_png"] = str(ancestry_plot(records, d / "ancestry.png", created_at=created_at,
+                                            title=f"{name}: individuals and the best one's ancestry" if name else ""))
     if curves:
         write_table(curves, CURVE_COLUMNS, d / "curves.csv")
         out["curves_csv"] = str(d / "curves.csv")

@@ -107,6 +107,22 @@ PRESETS: dict[str, TrainingConfig] = {
         nesterov=True, weight_decay=5e-4, image_size=16, crop_padding=2, train_examples=512, validation_examples=256,
         bn_momentum=0.9, network=(("depth", 0.16), ("width", 0.25)),
     ),
+    # Large-Scale Evolution's children (Real et al. 2017, section 3, "Training and validation" and "Initial
+    # conditions"): SGD with momentum 0.9, batch 50, weight decay 0.0001, on 45,000 CIFAR-10 training images
+    # (5,000 held out for validation); every child trains 25,600 steps, here 28 epochs of 900 steps = 25,200
+    # (this config counts epochs). The learning rate is the genome's (the lse space's training_overrides;
+    # 0.1 is the seeds'), and children start from their parents' weights where the space inherits them.
+    "lse-cifar10": TrainingConfig(
+        preset="lse-cifar10", epochs=28, batch_size=50, eval_batch_size=500, learning_rate=0.1, momentum=0.9,
+        weight_decay=1e-4,
+    ),
+    # CPU smoke configuration of the lse space: 16x16 images, 512 training and 256 validation examples, 2 epochs
+    # (32 steps of 32); a seed or a few-layer child trains in seconds on two cores.
+    "lse-tiny": TrainingConfig(
+        preset="lse-tiny", epochs=2, batch_size=32, eval_batch_size=128, learning_rate=0.1, momentum=0.9,
+        weight_decay=1e-4, image_size=16, crop_padding=2, train_examples=512, validation_examples=256,
+        bn_momentum=0.9,
+    ),
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
