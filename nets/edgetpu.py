@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genome.edgetpu import BlockPlan, EdgeTPUGenome, plan, stem_stride
+from genome.edgetpu import BlockPlan, EdgeTPUGenome, parse_edgetpu, plan, stem_stride
 from nets.layers import Conv, DepthwiseConv, Dtype, batch_norm, global_average_pool
 
 #: tensorflow/tpu efficientnet's batch-norm momentum (its epsilon is nets.layers' default 1e-3).
@@ -100,6 +100,7 @@ def build(genome: EdgeTPUGenome, network: Mapping[str, Any], *, num_classes: int
     """The edgetpu space's model builder: ``network["width"]`` and ``["depth"]`` scale the genome's network."""
     from nets.build import ModelConfigError
 
+    parse_edgetpu(genome.to_json())  # a genome built in code is checked as its JSON would be (GenomeError)
     unknown = sorted(set(network) - NETWORK_KEYS)
     if unknown:
         raise ModelConfigError(f"the {genome.space} network has no {', '.join(unknown)} "

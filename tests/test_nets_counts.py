@@ -141,3 +141,9 @@ def test_the_edgetpu_builder_refuses_keys_its_network_lacks() -> None:
         build_model(genome, {"cells": 3}, num_classes=10)
     with pytest.raises(ModelConfigError, match="network width must be a number"):
         build_model(genome, {"width": 0}, num_classes=10)
+    from genome import GenomeError
+    from genome.edgetpu import Stage
+
+    bad = genome.replace_stage(2, Stage("fused", 7, 8, 4, 48))  # type: ignore[attr-defined]
+    with pytest.raises(GenomeError, match="stage 2: kernel must be one of 3, 5, got 7"):
+        build_model(bad, num_classes=10)
