@@ -181,7 +181,7 @@ def test_create_refuses_duplicates_and_bad_specs(h: Harness) -> None:
     other.space = "resnet"
     code, details = h.fails("CreateExperiment", pb.CreateExperimentRequest(spec=other))
     assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT,
-                               "unknown search space 'resnet'; expected one of edgetpu, nasnet, nb201")
+                               "unknown search space 'resnet'; expected one of edgetpu, lse, nasnet, nb201")
     code, details = h.fails("CreateExperiment", pb.CreateExperimentRequest(spec=pb.ExperimentSpec(space="nb201")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "needs a name" in details
     code, details = h.fails("GetExperiment", pb.GetExperimentRequest(name="nope"))

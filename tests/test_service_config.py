@@ -47,7 +47,7 @@ def test_yaml_and_json_files(tmp_path: Path) -> None:
         ({"population": 0}, "population_size must be between 1"),
         ({"sample": "3"}, "sample_size must be an integer"),
         ({"evaluations": True}, "evaluations must be an integer"),
-        ({"space": "resnet"}, "unknown search space 'resnet'; expected one of edgetpu, nasnet, nb201"),
+        ({"space": "resnet"}, "unknown search space 'resnet'; expected one of edgetpu, lse, nasnet, nb201"),
         ({"name": "has space"}, "experiment name must be"),
         ({"algorithm": "greedy"}, "algorithm: unknown algorithm 'greedy'; expected one of aging, non-aging, random"),
         # The space's registry holds only its own leaves: another space's leaf is unknown to it.

@@ -175,7 +175,8 @@ def test_resize_area_averages_blocks() -> None:
 
 
 def test_presets_and_overrides() -> None:
-    assert set(PRESETS) == {"amoebanet-search", "nb201-12ep", "tiny", "edgetpu-search", "edgetpu-cifar", "edgetpu-tiny"}
+    assert set(PRESETS) == {"amoebanet-search", "nb201-12ep", "tiny", "edgetpu-search", "edgetpu-cifar", "edgetpu-tiny",
+                            "lse-cifar10", "lse-tiny"}
     search = resolve_training({"preset": "amoebanet-search"})
     assert (search.cells, search.filters, search.epochs, search.batch_size, search.learning_rate) == (3, 24, 25, 64, 0.024)
     nb = resolve_training({"preset": "nb201-12ep"})
