@@ -179,6 +179,14 @@ def test_migrate_then_status_and_time_travel_read_it(old_db: Path, capsys: pytes
     code, out, err = _run(capsys, "status", "--db", url, "--experiment", "exp-fork")
     assert code == 0, err
     assert "completed 10 / 15" in out
+    # Revision 0004's artifact columns are there and empty: the old rows kept no weights.
+    for name in NAMES:
+        code, out, err = _run(capsys, "artifacts", "--db", url, "--experiment", name, "--json")
+        assert (code, json.loads(out)) == (0, []), err
+    with sqlite3.connect(old_db) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(individuals)")}
+        assert {"artifact_uri", "artifact_sha256", "artifact_bytes", "artifact_state"} <= columns
+        assert conn.execute("SELECT COUNT(*) FROM individuals WHERE artifact_uri IS NOT NULL").fetchone() == (0,)
 
 
 def test_replay_verifies_every_old_experiment(old_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
