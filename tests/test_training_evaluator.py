@@ -141,3 +141,34 @@ def test_imagenet_through_the_evaluator(tmp_path: Path, monkeypatch: pytest.Monk
         evaluator.evaluate(item(genome, training), threading.Event())
     with pytest.raises(DatasetUnavailable, match="ImageNet needs --data-dir"):
         TrainEvaluator(None, compilation_cache=False).evaluate(item(genome, training), threading.Event())
+
+
+def test_trained_weights_are_kept_as_a_checked_artifact_and_a_failed_write_fails(data_dir: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from flax import serialization
+
+    from artifacts.store import read_artifact, read_manifest
+    from nets.build import model_stats
+
+    evaluator = TrainEvaluator(str(data_dir), cache_dir=tmp_path / "cache", download=False)
+    genome = {"space": "nb201", "arch": NB201_ARCH}
+    base = item(genome, SMALL)
+    keeping = Trial(dataclasses.replace(base.lease, artifact_uri=str(tmp_path / "store" / "t" / "0000000-x")))
+    metrics = evaluator.evaluate(keeping, threading.Event())
+    assert keeping.artifact is not None and keeping.artifact.uri == keeping.artifact_uri
+    variables = serialization.msgpack_restore(read_artifact(keeping.artifact))
+    # The whole trained network: every parameter counted in the report, and the batch-norm statistics.
+    leaves = jax.tree_util.tree_leaves(variables["params"])
+    assert sum(leaf.size for leaf in leaves) == metrics.params == model_stats(
+        spaces.parse_genome(genome), cells=1, filters=8, image_size=16).params
+    assert jax.tree_util.tree_leaves(variables["batch_stats"])
+    manifest = read_manifest(keeping.artifact)
+    assert manifest["format"] == "flax-msgpack" and manifest["network"] == {"cells": 1, "filters": 8}
+    assert manifest["metrics"]["accuracy"] == metrics.accuracy and manifest["training_config"]["epochs"] == 3
+    assert manifest["fingerprint"] == spaces.parse_genome(genome).fingerprint and "flax" in manifest["versions"]
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    failing = Trial(dataclasses.replace(base.lease, artifact_uri=f"{blocker}/t/0000000-x"))
+    with pytest.raises(EvaluationFailed, match="cannot write the artifact store"):
+        evaluator.evaluate(failing, threading.Event())
