@@ -150,6 +150,9 @@ def _register() -> None:
     from cli import artifacts as artifacts_command
 
     artifacts_command.register(app)
+    from cli import retrain as retrain_command
+
+    retrain_command.register(app)
 
 
 def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:

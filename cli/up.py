@@ -485,7 +485,9 @@ def _default_cifar_url() -> str:
 
 def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None, db_url: str, results: Path,
          interval: float, export: bool, as_json: bool, console: Any, err: Any, overwrite: bool = False,
-         per_accelerator: int = 1) -> None:
+         per_accelerator: int = 1, quiet: bool = False) -> dict[str, Any]:
+    """Run ``chosen`` to its end on this machine (server, workers, live view); the summary document, printed
+    unless ``quiet`` (a command with a summary of its own, such as ``amoeba retrain``)."""
     from orchestrator.server import ServerConfig, start
     from ui.export import claim_folder
     from ui.live import finished, follow
@@ -560,9 +562,11 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
         "elapsed_seconds": round(time.monotonic() - started, 3), "database": shown_db,
         "results_dir": str(out_dir), "exports": exports, "best": best,
     }
+    if quiet:
+        return doc
     if as_json:
         print(json.dumps(doc, sort_keys=True))
-        return
+        return doc
     lines = [f"{spec.name} {status['state']}: {status['completed']}/{status['target']} evaluations, "
              f"{status['failed']} failed, {doc['elapsed_seconds']:.1f}s"]
     if best is not None:
@@ -576,6 +580,7 @@ def _run(service: Any, chosen: Plan, n_workers: int | None, data_dir: str | None
                  f"amoeba replay --db {shown_db} --experiment {spec.name} --verify")
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return doc
 
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:

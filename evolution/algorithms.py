@@ -126,6 +126,8 @@ BUILTIN: dict[str, str] = {
     "non-aging": "evolution.regularized:non_aging",
     "random": "evolution.regularized:random_search",
     "pairwise": "evolution.pairwise:pairwise",
+    "fixed": "evolution.fixed:fixed",
+    "rl": "evolution.reinforce:reinforce",
 }
 _factories: dict[str, AlgorithmFactory] = {}
 

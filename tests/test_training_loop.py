@@ -176,7 +176,13 @@ def test_resize_area_averages_blocks() -> None:
 
 def test_presets_and_overrides() -> None:
     assert set(PRESETS) == {"amoebanet-search", "nb201-12ep", "tiny", "edgetpu-search", "edgetpu-cifar", "edgetpu-tiny",
-                            "lse-cifar10", "lse-tiny"}
+                            "lse-cifar10", "lse-tiny", "amoebanet-final", "amoebanet-imagenet-final", "tiny-final"}
+    final = resolve_training({"preset": "amoebanet-final"})
+    assert (final.cells, final.filters, final.epochs, final.batch_size, final.learning_rate, final.split) == (
+        6, 36, 600, 128, 0.024, "final")
+    assert resolve_training({"preset": "amoebanet-imagenet-final"}).filters == 190
+    with pytest.raises(TrainingConfigError, match="split must be one of search, final"):
+        resolve_training({"preset": "tiny", "split": "test"})
     search = resolve_training({"preset": "amoebanet-search"})
     assert (search.cells, search.filters, search.epochs, search.batch_size, search.learning_rate) == (3, 24, 25, 64, 0.024)
     nb = resolve_training({"preset": "nb201-12ep"})

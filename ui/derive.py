@@ -70,14 +70,13 @@ def population_timeline(
 
     Completed records (``state == "completed"`` with a fitness) are taken in ``completion_rank``
     order (``completed_at``, then ``proposal_seq`` when absent). ``aging`` and ``random`` keep the
-    ``population_size`` most recent; ``non-aging`` drops the worst; ``pairwise`` members leave when a
-    tournament kills them: ``departures`` maps each killed member's proposal number to the number of
+    ``population_size`` most recent, and so does any other algorithm (a plug-in, ``fixed``, a learned policy,
+    whose "population" is the recent window the status view shows); ``non-aging`` drops the worst;
+    ``pairwise`` members leave when a tournament kills them: ``departures`` maps each killed member's proposal number to the number of
     completions logged before its kill (the log's ``killed`` events). One row per completion.
     """
     if population_size < 1:
         raise ValueError("population_size must be positive")
-    if algorithm not in ("aging", "non-aging", "random", *KILLING_ALGORITHMS):
-        raise ValueError(f"unknown algorithm {algorithm!r}")
     if algorithm in KILLING_ALGORITHMS:
         return _killed_timeline(records, departures or {})
     done = [r for r in records if r.get("state", "completed") == "completed" and r.get("fitness") is not None]

@@ -233,7 +233,7 @@ class TrainEvaluator:
     def dataset(self, config: TrainingConfig) -> TrainData:
         """The (memoized) training data for ``config``; DatasetUnavailable/DataError when it cannot be had."""
         key = (config.dataset, config.image_size, config.train_examples, config.validation_examples,
-               config.num_classes)
+               config.num_classes, config.split)
         with self._data_lock:
             if key not in self._data:
                 self._data[key] = self._load(config)
@@ -254,10 +254,13 @@ class TrainEvaluator:
             return data
         source = locate_cifar10(self.data_dir, cache_dir=self.cache_dir / "cifar10", url=self.cifar_url,
                                 md5=self.cifar_md5, download=self.download, progress=self.progress)
-        splits = load_cifar10(source, "search")
-        assert splits.validation is not None
+        # A final training learns from every training image and is scored on the test split, which nothing
+        # else opens: a search never sees it.
+        splits = load_cifar10(source, "final" if config.split == "final" else "search")
+        held_out = splits.test if config.split == "final" else splits.validation
+        assert held_out is not None
         train = splits.train.take(config.train_examples)
-        val = splits.validation.take(config.validation_examples)
+        val = held_out.take(config.validation_examples)
         if config.num_classes is not None and config.num_classes != splits.num_classes:
             raise DataError(f"CIFAR-10 has 10 classes, but num_classes is {config.num_classes}")
         return ArrayData(resize_area(train.images, config.image_size), train.labels,
@@ -271,7 +274,8 @@ class TrainEvaluator:
             return build_model(genome, training_network(genome, config), num_classes=num_classes,
                                dataset=config.dataset, dropout=config.dropout,
                                dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32,
-                               bn_momentum=config.bn_momentum)
+                               bn_momentum=config.bn_momentum, drop_path_keep_prob=config.drop_path_keep_prob,
+                               aux_head=config.aux_head_weight > 0)
         except (ModelConfigError, AmoebaError) as exc:
             raise EvaluationFailed(f"bad model settings: {exc}") from None
 

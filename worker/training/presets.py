@@ -19,6 +19,10 @@ from domain.errors import AmoebaError
 DATASETS = ("cifar10", "imagenet")
 DTYPES = ("float32", "bfloat16")
 CONV_IMPLS = ("auto", "xla", "fast")
+#: ``search``: train on the training split less a held-out validation split, report validation accuracy (what
+#: a search sees); ``final``: train on the whole training split and report test-split accuracy (CIFAR-10's
+#: test batch; for ImageNet the val/ folder, ImageNet's usual test set). Only final training opens the test split.
+SPLITS = ("search", "final")
 DEFAULT_PRESET = "amoebanet-search"
 
 
@@ -38,6 +42,13 @@ class TrainingConfig:
     ``train_examples``/``validation_examples`` cap the split sizes (first examples of each split; None
     = all). ``image_size`` below 32 downsamples CIFAR by an integer factor. ``bn_momentum`` None keeps
     the model's reference value (0.9997 NASNet, 0.9 NB201). Weight decay is L2 on kernels only.
+    The regularizers of AmoebaNet's final training, all off by default: ``cutout`` zeroes a square of that
+    side (pixels) at a random position in each training image after the crop and flip (DeVries & Taylor
+    2017: 16 on CIFAR-10); ``drop_path_keep_prob`` below 1 drops each op's output feeding a NASNet-space
+    cell's combination per example, more in later cells and as training goes on (reaching the value in the
+    last cell at the end of training); ``aux_head_weight`` above 0 trains the auxiliary classifier (on the
+    cell before the second reduction cell) and adds its cross-entropy times the weight to the loss
+    (tensorflow/tpu amoeba_net: 0.4). Evaluation and export never see them.
     """
 
     preset: str
@@ -56,11 +67,15 @@ class TrainingConfig:
     dtype: str = "float32"
     image_size: int = 32
     crop_padding: int = 4
+    cutout: int = 0
+    drop_path_keep_prob: float = 1.0
+    aux_head_weight: float = 0.0
     train_examples: int | None = None
     validation_examples: int | None = None
     bn_momentum: float | None = None
     num_classes: int | None = None  # None: the dataset's (10, or the ImageNet folder's class count)
     conv_impl: str = "auto"  # nets.fastconv: "auto" (fast path on CPU), "xla" (compiles faster), "fast"
+    split: str = "search"  # SPLITS: "final" trains on all training images and reports test accuracy
     network: tuple[tuple[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +131,31 @@ PRESETS: dict[str, TrainingConfig] = {
         preset="lse-cifar10", epochs=28, batch_size=50, eval_batch_size=500, learning_rate=0.1, momentum=0.9,
         weight_decay=1e-4,
     ),
+    # Final training (``amoeba retrain``) of AmoebaNet-A-sized models on CIFAR-10: N = 6, F = 36 (the published
+    # CIFAR-10 model, 3.2 M parameters), 600 epochs, batch 128, learning rate 0.024 with cosine decay (Real et al.
+    # 2019, section 4 and appendix A), SGD with momentum 0.9 and weight decay 5e-4 as in the search setting; label
+    # smoothing 0.1 as tensorflow/tpu models/official/amoeba_net/amoeba_net_model.py (imagenet_hparams) trains it.
+    "amoebanet-final": TrainingConfig(
+        preset="amoebanet-final", cells=6, filters=36, epochs=600, batch_size=128, learning_rate=0.024,
+        momentum=0.9, weight_decay=5e-4, label_smoothing=0.1, split="final",
+    ),
+    # The ImageNet model of the paper (N = 6, F = 190: 86.7 M parameters, 23.1 B multiply-adds, Real et al. 2019
+    # table 3) with the reference code's ImageNet settings (amoeba_net_model.py imagenet_hparams: 299x299 images,
+    # 100 epochs, weight decay 4e-5, label smoothing 0.1, momentum 0.9; amoeba_net.py: global batch 256). The
+    # reference optimises with RMSProp and exponential decay; this stack uses SGD with cosine decay, so the
+    # learning rate is SGD's usual 0.1 per 256 images (Goyal et al. 2017), not the reference's 0.015.
+    "amoebanet-imagenet-final": TrainingConfig(
+        preset="amoebanet-imagenet-final", dataset="imagenet", cells=6, filters=190, epochs=100, batch_size=256,
+        eval_batch_size=256, image_size=299, learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=4e-5,
+        label_smoothing=0.1, dtype="bfloat16", split="final",
+    ),
+    # CPU final training for the tests: the tiny network and schedule on the whole (fixture) training split,
+    # scored on its test split.
+    "tiny-final": TrainingConfig(
+        preset="tiny-final", cells=1, filters=8, epochs=4, batch_size=32, eval_batch_size=100, learning_rate=0.05,
+        momentum=0.9, nesterov=True, weight_decay=5e-4, image_size=16, crop_padding=2, bn_momentum=0.9,
+        split="final",
+    ),
     # CPU smoke configuration of the lse space: 16x16 images, 512 training and 256 validation examples, 2 epochs
     # (32 steps of 32); a seed or a few-layer child trains in seconds on two cores.
     "lse-tiny": TrainingConfig(
@@ -126,9 +166,10 @@ PRESETS: dict[str, TrainingConfig] = {
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
-_INT_KEYS = {"cells", "filters", "epochs", "batch_size", "eval_batch_size", "image_size", "crop_padding",
+_INT_KEYS = {"cells", "filters", "epochs", "batch_size", "eval_batch_size", "image_size", "crop_padding", "cutout",
              "train_examples", "validation_examples", "num_classes"}
-_FLOAT_KEYS = {"learning_rate", "momentum", "weight_decay", "label_smoothing", "dropout", "bn_momentum"}
+_FLOAT_KEYS = {"learning_rate", "momentum", "weight_decay", "label_smoothing", "dropout", "bn_momentum",
+               "drop_path_keep_prob", "aux_head_weight"}
 _OPTIONAL = {"train_examples", "validation_examples", "bn_momentum", "num_classes"}
 
 
@@ -206,6 +247,8 @@ def _validate(c: TrainingConfig) -> None:
         raise TrainingConfigError(f"training setting dataset must be one of {', '.join(DATASETS)}, got {c.dataset!r}")
     if c.dtype not in DTYPES:
         raise TrainingConfigError(f"training setting dtype must be one of {', '.join(DTYPES)}, got {c.dtype!r}")
+    if c.split not in SPLITS:
+        raise TrainingConfigError(f"training setting split must be one of {', '.join(SPLITS)}, got {c.split!r}")
     if c.conv_impl not in CONV_IMPLS:
         raise TrainingConfigError(f"training setting conv_impl must be one of {', '.join(CONV_IMPLS)}, "
                                   f"got {c.conv_impl!r}")
@@ -219,6 +262,12 @@ def _validate(c: TrainingConfig) -> None:
         raise TrainingConfigError(f"training setting weight_decay must be >= 0, got {c.weight_decay}")
     if c.crop_padding < 0:
         raise TrainingConfigError(f"training setting crop_padding must be >= 0, got {c.crop_padding}")
+    if c.cutout < 0:
+        raise TrainingConfigError(f"training setting cutout must be >= 0, got {c.cutout}")
+    if not 0.0 < c.drop_path_keep_prob <= 1.0:
+        raise TrainingConfigError(f"training setting drop_path_keep_prob must be in (0, 1], got {c.drop_path_keep_prob}")
+    if not (math.isfinite(c.aux_head_weight) and c.aux_head_weight >= 0):
+        raise TrainingConfigError(f"training setting aux_head_weight must be >= 0, got {c.aux_head_weight}")
     if c.dataset == "cifar10" and (c.image_size > 32 or 32 % c.image_size):
         raise TrainingConfigError(f"CIFAR-10 image_size must divide 32 (32, 16, 8), got {c.image_size}")
     if c.image_size < 8:
