@@ -134,10 +134,14 @@ PRESETS: dict[str, TrainingConfig] = {
     # Final training (``amoeba retrain``) of AmoebaNet-A-sized models on CIFAR-10: N = 6, F = 36 (the published
     # CIFAR-10 model, 3.2 M parameters), 600 epochs, batch 128, learning rate 0.024 with cosine decay (Real et al.
     # 2019, section 4 and appendix A), SGD with momentum 0.9 and weight decay 5e-4 as in the search setting; label
-    # smoothing 0.1 as tensorflow/tpu models/official/amoeba_net/amoeba_net_model.py (imagenet_hparams) trains it.
+    # smoothing 0.1, drop-path keep probability 0.7 and the auxiliary head at weight 0.4 as the reference code
+    # trains AmoebaNet (tensorflow/tpu models/official/amoeba_net/amoeba_net_model.py, imagenet_hparams:
+    # label_smoothing, drop_connect_keep_prob, aux_scaling); cutout of 16 px, the CIFAR-10 size of DeVries &
+    # Taylor 2017 (the reference notes here do not give the paper's own value).
     "amoebanet-final": TrainingConfig(
         preset="amoebanet-final", cells=6, filters=36, epochs=600, batch_size=128, learning_rate=0.024,
-        momentum=0.9, weight_decay=5e-4, label_smoothing=0.1, split="final",
+        momentum=0.9, weight_decay=5e-4, label_smoothing=0.1, split="final", cutout=16, drop_path_keep_prob=0.7,
+        aux_head_weight=0.4,
     ),
     # The ImageNet model of the paper (N = 6, F = 190: 86.7 M parameters, 23.1 B multiply-adds, Real et al. 2019
     # table 3) with the reference code's ImageNet settings (amoeba_net_model.py imagenet_hparams: 299x299 images,
@@ -147,7 +151,7 @@ PRESETS: dict[str, TrainingConfig] = {
     "amoebanet-imagenet-final": TrainingConfig(
         preset="amoebanet-imagenet-final", dataset="imagenet", cells=6, filters=190, epochs=100, batch_size=256,
         eval_batch_size=256, image_size=299, learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=4e-5,
-        label_smoothing=0.1, dtype="bfloat16", split="final",
+        label_smoothing=0.1, dtype="bfloat16", split="final", drop_path_keep_prob=0.7, aux_head_weight=0.4,
     ),
     # CPU final training for the tests: the tiny network and schedule on the whole (fixture) training split,
     # scored on its test split.
