@@ -68,7 +68,7 @@ def test_one_bench_command_per_space_with_a_tabular_benchmark() -> None:
 def test_user_errors_are_one_line(tmp_path: Path) -> None:
     for args, message in [
         (["--fitness-column", "nope"], "no column 'nope'"),
-        (["--algorithms", "rl"], "unknown algorithm"),
+        (["--algorithms", "no-such-algorithm"], "unknown algorithm"),
         (["--table", str(tmp_path / "missing.csv")], "not found"),
         (["--runs", "0"], "must be positive"),
     ]:

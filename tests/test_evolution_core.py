@@ -276,7 +276,7 @@ def test_pareto_front_and_pareto_selection() -> None:
 
 def test_config_validation() -> None:
     for kwargs, name in (({"population_size": 0}, "population_size"), ({"sample_size": 0}, "sample_size"),
-                         ({"algorithm": "rl"}, "'rl'"), ({"selection": "worst"}, "'worst'")):
+                         ({"algorithm": "no-such-algorithm"}, "'no-such-algorithm'"), ({"selection": "worst"}, "'worst'")):
         with pytest.raises(AlgorithmError, match=name):
             EvolutionConfig(**kwargs)
     # AlgorithmError is a ValueError (callers that caught ValueError keep working).
