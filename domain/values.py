@@ -162,6 +162,9 @@ class Metrics:
     extra: Mapping[str, float] = field(default_factory=dict)
     #: The trained weights written to the artifact store, when the evaluator kept them.
     artifact: Artifact | None = None
+    #: Weight inheritance: parameters the child took from its parent, and its accuracy before any training.
+    inherited_params: int | None = None
+    initial_accuracy: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,8 @@ class Individual:
     epochs: int | None = None  # epochs trained, when the worker reported progress
     artifact: Artifact | None = None  # its kept weights (None: never had any, or deleted by retention)
     artifact_state: str = ""  # "kept", "deleted" or "" (never had any)
+    inherited_params: int | None = None  # parameters taken from the parent's weights
+    initial_accuracy: float | None = None  # accuracy before training (step 0)
 
 
 @dataclass(frozen=True, slots=True)

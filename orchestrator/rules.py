@@ -104,6 +104,8 @@ def validate_metrics(m: Any) -> Metrics:
         compile_seconds=finite("compile_seconds", m.compile_seconds, 0.0, MAX_SECONDS),
         fits_on_chip=m.fits_on_chip,
         artifact=validate_artifact(m.artifact),
+        inherited_params=count("inherited_params", m.inherited_params, MAX_PARAMS),
+        initial_accuracy=None if m.initial_accuracy is None else finite("initial_accuracy", m.initial_accuracy, 0.0, 1.0),
     )
 
 

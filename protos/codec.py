@@ -223,6 +223,8 @@ def encode_metrics(metrics: Metrics) -> pb.Metrics:
     _set_opt(msg, "params", metrics.params)
     _set_opt(msg, "mult_adds", metrics.mult_adds)
     _set_opt(msg, "fits_on_chip", metrics.fits_on_chip)
+    _set_opt(msg, "inherited_params", metrics.inherited_params)
+    _set_opt(msg, "initial_accuracy", metrics.initial_accuracy)
     if metrics.artifact is not None:
         msg.artifact.CopyFrom(encode_artifact(metrics.artifact))
     return msg
@@ -230,7 +232,8 @@ def encode_metrics(metrics: Metrics) -> pb.Metrics:
 
 def decode_metrics(msg: pb.Metrics) -> Metrics:
     # Range checks belong to the service; the codec only refuses what cannot be a number at all.
-    values = (msg.accuracy, msg.train_seconds, msg.compile_seconds, _opt(msg, "latency_ms"))
+    values = (msg.accuracy, msg.train_seconds, msg.compile_seconds, _opt(msg, "latency_ms"),
+              _opt(msg, "initial_accuracy"))
     if any(v is not None and math.isnan(v) for v in values):
         raise WireError("metrics must not be NaN")
     return Metrics(
@@ -242,6 +245,8 @@ def decode_metrics(msg: pb.Metrics) -> Metrics:
         compile_seconds=msg.compile_seconds,
         fits_on_chip=_opt(msg, "fits_on_chip"),
         artifact=decode_artifact(msg),
+        inherited_params=_opt(msg, "inherited_params"),
+        initial_accuracy=_opt(msg, "initial_accuracy"),
     )
 
 
@@ -250,6 +255,7 @@ def decode_metrics(msg: pb.Metrics) -> Metrics:
 _INDIVIDUAL_OPTIONAL = (
     "parent_seq", "fitness", "accuracy", "latency_ms", "params", "mult_adds", "train_seconds",
     "compile_seconds", "lease_owner", "lease_deadline", "failure_reason", "completed_at", "completion_rank", "epochs",
+    "inherited_params", "initial_accuracy",
 )
 
 

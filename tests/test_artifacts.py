@@ -165,6 +165,9 @@ def test_a_report_naming_another_folder_or_without_a_store_is_refused_and_change
         for bad, match in [(Artifact(str(tmp_path / "elsewhere"), metrics.artifact.sha256, 64), "not the one leased"),
                            (Artifact(got.artifact_uri, "XYZ", 64), "sha256 must be 64"),
                            (Artifact(got.artifact_uri, metrics.artifact.sha256, -1), "artifact bytes")]:
+            if match == "artifact bytes":
+                with pytest.raises(InvalidArgument, match="initial_accuracy must be between 0 and 1"):
+                    service.report(got.individual_id, got.token, W.worker_id, Metrics(0.5, initial_accuracy=1.5))
             with pytest.raises(InvalidArgument, match=match):
                 service.report(got.individual_id, got.token, W.worker_id, Metrics(0.5, artifact=bad))
         assert service.list_individuals("art", 10, "", None).individuals == before
@@ -287,11 +290,15 @@ def test_trials_save_and_load_weights_over_grpc(base: str, tmp_path: Path) -> No
                     assert parent is not None and parent.startswith(b"weights of ")
                     inherited.append(True)
                 trial.save_artifact(b"weights of %d " % trial.proposal_seq + b"\x00" * 500, {"note": "mine"})
-                trial.report(accuracy=nb201_metrics(trial.lease).accuracy)
+                # A user's inheritance figures travel with the report: history.csv's inherited_params, initial_accuracy.
+                trial.report(accuracy=nb201_metrics(trial.lease).accuracy, inherited_params=len(parent or b""),
+                             initial_accuracy=0.1 if parent else 0.0)
             status = client.status("art")
             assert (status["state"], status["completed"]) == ("done", 12)
             rows = list(client.individuals("art", state="completed"))
         assert inherited, "children of kept parents get the parent's weights"
+        assert all(r.inherited_params is not None and r.initial_accuracy is not None for r in rows)
+        assert {r.initial_accuracy for r in rows if r.inherited_params} == {0.1}
         kept = [r for r in rows if r.artifact is not None]
         assert kept and all(r.artifact_state == "kept" for r in kept)
         for r in kept:

@@ -69,7 +69,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
 HISTORY_COLUMNS: tuple[str, ...] = (
     "proposal_seq", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy",
     "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "created_at", "completed_at",
-    "completion_rank", "failure_reason", "genome",
+    "completion_rank", "failure_reason", "inherited_params", "initial_accuracy", "artifact_uri", "genome",
 )
 LINEAGE_COLUMNS: tuple[str, ...] = ("generation", *HISTORY_COLUMNS)
 CURVE_COLUMNS: tuple[str, ...] = ("proposal_seq", "attempt", "epoch", "accuracy", "train_loss", "seconds")
@@ -117,7 +117,8 @@ def write_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], csv_p
 
 def write_history(records: Iterable[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
     """history.csv and history.json: every individual in proposal order."""
-    rows = sorted(records, key=lambda r: int(r["proposal_seq"]))
+    rows = sorted(({**r, "artifact_uri": (r.get("artifact") or {}).get("uri")} for r in records),
+                  key=lambda r: int(r["proposal_seq"]))
     d = Path(out_dir)
     return write_table(rows, HISTORY_COLUMNS, d / "history.csv", d / "history.json")
 

@@ -43,7 +43,7 @@ class TrialSession(Protocol):
 
 
 _METRIC_KEYS = ("accuracy", "latency_ms", "params", "flops", "mult_adds", "train_seconds", "compile_seconds",
-                "fits_on_chip")
+                "fits_on_chip", "inherited_params", "initial_accuracy")
 
 
 def metrics_from_mapping(values: Mapping[str, Any]) -> Metrics:
@@ -78,6 +78,7 @@ def metrics_from_mapping(values: Mapping[str, Any]) -> Metrics:
         mult_adds=integer("mult_adds") if "mult_adds" in values else integer("flops"),
         train_seconds=number("train_seconds") or 0.0, compile_seconds=number("compile_seconds") or 0.0,
         fits_on_chip=fits if isinstance(fits, bool) else None, extra=extra,
+        inherited_params=integer("inherited_params"), initial_accuracy=number("initial_accuracy"),
     )
 
 

@@ -209,15 +209,13 @@ class TrainEvaluator:
             "images_per_second": result.images_per_second,
             "stats_seconds": time.perf_counter() - stats_start,
         }
-        if initial is not None:
-            extra["inherited_params"] = float(result.inherited_params)
-            if result.initial_accuracy is not None:
-                extra["initial_accuracy"] = result.initial_accuracy
         if trial.artifact_uri:
             save_weights(trial, result.variables, {
                 "format": "flax-msgpack", "model": space.model, "network": training_network(genome, config),
                 "num_classes": data.num_classes, "training_config": dataclasses.asdict(config),
-                "metrics": {"accuracy": result.accuracy, "params": result.params, "mult_adds": mult_adds, **extra},
+                "metrics": {"accuracy": result.accuracy, "params": result.params, "mult_adds": mult_adds,
+                            "inherited_params": result.inherited_params if initial is not None else None,
+                            "initial_accuracy": result.initial_accuracy, **extra},
             })
         return Metrics(
             accuracy=result.accuracy,
@@ -226,6 +224,8 @@ class TrainEvaluator:
             train_seconds=result.train_seconds,
             compile_seconds=result.compile_seconds,
             extra=extra,
+            inherited_params=result.inherited_params if initial is not None else None,
+            initial_accuracy=result.initial_accuracy,
         )
 
     # --- data, model, side metrics ---

@@ -131,7 +131,7 @@ class NoWork(_message.Message):
     def __init__(self, done: _Optional[bool] = ..., retry_after_s: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Metrics(_message.Message):
-    __slots__ = ("accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "fits_on_chip", "artifact")
+    __slots__ = ("accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "fits_on_chip", "artifact", "inherited_params", "initial_accuracy")
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +140,8 @@ class Metrics(_message.Message):
     COMPILE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FITS_ON_CHIP_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    INHERITED_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     accuracy: float
     latency_ms: float
     params: int
@@ -148,10 +150,12 @@ class Metrics(_message.Message):
     compile_seconds: float
     fits_on_chip: bool
     artifact: Artifact
-    def __init__(self, accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., fits_on_chip: _Optional[bool] = ..., artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...
+    inherited_params: int
+    initial_accuracy: float
+    def __init__(self, accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., fits_on_chip: _Optional[bool] = ..., artifact: _Optional[_Union[Artifact, _Mapping]] = ..., inherited_params: _Optional[int] = ..., initial_accuracy: _Optional[float] = ...) -> None: ...
 
 class Individual(_message.Message):
-    __slots__ = ("id", "experiment", "proposal_seq", "genome_json", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "lease_owner", "lease_deadline", "failure_reason", "created_at", "completed_at", "completion_rank", "in_population", "epochs", "artifact", "artifact_state")
+    __slots__ = ("id", "experiment", "proposal_seq", "genome_json", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy", "latency_ms", "params", "mult_adds", "train_seconds", "compile_seconds", "lease_owner", "lease_deadline", "failure_reason", "created_at", "completed_at", "completion_rank", "in_population", "epochs", "artifact", "artifact_state", "inherited_params", "initial_accuracy")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     PROPOSAL_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +182,8 @@ class Individual(_message.Message):
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_STATE_FIELD_NUMBER: _ClassVar[int]
+    INHERITED_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     id: int
     experiment: str
     proposal_seq: int
@@ -204,7 +210,9 @@ class Individual(_message.Message):
     epochs: int
     artifact: Artifact
     artifact_state: str
-    def __init__(self, id: _Optional[int] = ..., experiment: _Optional[str] = ..., proposal_seq: _Optional[int] = ..., genome_json: _Optional[str] = ..., fingerprint: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., fitness: _Optional[float] = ..., accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., lease_owner: _Optional[str] = ..., lease_deadline: _Optional[float] = ..., failure_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., completion_rank: _Optional[int] = ..., in_population: _Optional[bool] = ..., epochs: _Optional[int] = ..., artifact: _Optional[_Union[Artifact, _Mapping]] = ..., artifact_state: _Optional[str] = ...) -> None: ...
+    inherited_params: int
+    initial_accuracy: float
+    def __init__(self, id: _Optional[int] = ..., experiment: _Optional[str] = ..., proposal_seq: _Optional[int] = ..., genome_json: _Optional[str] = ..., fingerprint: _Optional[str] = ..., parent_seq: _Optional[int] = ..., mutation: _Optional[str] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., fitness: _Optional[float] = ..., accuracy: _Optional[float] = ..., latency_ms: _Optional[float] = ..., params: _Optional[int] = ..., mult_adds: _Optional[int] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., lease_owner: _Optional[str] = ..., lease_deadline: _Optional[float] = ..., failure_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., completion_rank: _Optional[int] = ..., in_population: _Optional[bool] = ..., epochs: _Optional[int] = ..., artifact: _Optional[_Union[Artifact, _Mapping]] = ..., artifact_state: _Optional[str] = ..., inherited_params: _Optional[int] = ..., initial_accuracy: _Optional[float] = ...) -> None: ...
 
 class CreateExperimentRequest(_message.Message):
     __slots__ = ("spec",)
