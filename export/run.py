@@ -22,7 +22,7 @@ from export.errors import ExportError
 from export.evaluate import accuracy, input_quantization
 from export.flatbuf import read_tflite
 from export.reader import tflite_graph
-from export.tflite import export_float, export_int8
+from export.tflite import convert, export_int8
 from genome.base import Genome
 from latency import estimate
 
@@ -40,7 +40,8 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def export_individual(genome: Genome, network: Mapping[str, Any], variables: Mapping[str, Any], data: ExportData,
-                      out_path: str | Path, device: str = "usb3", *, clock_mhz: int | None = None) -> dict[str, Any]:
+                      out_path: str | Path, device: str = "usb3", *, clock_mhz: int | None = None,
+                      edgetpu: bool = True) -> dict[str, Any]:
     """Export ``genome``'s trained network to a full-int8 TFLite file at ``out_path`` and report on it.
 
     ``network`` is the network it was trained with (e.g. ``{"cells": 1, "filters": 8}``), ``variables``
@@ -49,17 +50,19 @@ def export_individual(genome: Genome, network: Mapping[str, Any], variables: Map
     ``int8_accuracy``, ``ops_total``, ``ops_mapped``, ``unmapped`` (operator names, in execution order),
     ``latency_ms`` (simulated on ``device``), and ``device``, ``test_examples``,
     ``representative_examples``, ``all_quantized``, ``first_unsupported``, ``input`` (the input
-    quantization) and ``compile_command``.
+    quantization) and ``compile_command``. ``edgetpu=False`` exports the training form of the network
+    (strided slices, SUM: for comparison; see ``nets.layers.edgetpu_form``).
     """
     out = Path(out_path)
     if out.suffix != ".tflite":
         raise ExportError(f"the output file must end in .tflite, got {out}")
-    int8 = export_int8(genome, network, variables, data.representative, data.num_classes, data.dataset)
+    int8 = export_int8(genome, network, variables, data.representative, data.num_classes, data.dataset, edgetpu=edgetpu)
     _write(out, int8)
     model = read_tflite(int8, name=out.stem)
     report = check(model)
     latency = estimate(tflite_graph(model, report), device=device, clock_mhz=clock_mhz, layers=False)
-    floating = export_float(genome, network, variables, data.input_size, data.num_classes, data.dataset)
+    floating = convert(genome, network, variables, num_classes=data.num_classes, dataset=data.dataset,
+                       input_size=data.input_size, representative_images=None, edgetpu=edgetpu)
     float_accuracy = accuracy(floating, data.test_images, data.test_labels)
     int8_accuracy = accuracy(int8, data.test_images, data.test_labels)
     first = report.first_unsupported

@@ -29,6 +29,7 @@ folds too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -92,9 +93,10 @@ def _as_numpy(tree: Any) -> Any:
 
 
 def inference_function(genome: Genome, network: Mapping[str, Any], variables: Mapping[str, Any], *, num_classes: int,
-                       dataset: str) -> Any:
+                       dataset: str, edgetpu: bool = True) -> Any:
     """``f(x) -> logits`` for float pixel values x (N, H, W, 3) in 0..255: normalization, then the network
-    in inference mode and Edge TPU form, its variables closed over as constants."""
+    in inference mode and Edge TPU form (the training form with ``edgetpu=False``), its variables closed
+    over as constants."""
     import jax.numpy as jnp
 
     from nets.build import build_model
@@ -109,7 +111,7 @@ def inference_function(genome: Genome, network: Mapping[str, Any], variables: Ma
     params = _as_numpy(unstack_scanned(variables))
 
     def infer(x: Any) -> Any:
-        with conv_impl("xla"), edgetpu_form():
+        with conv_impl("xla"), edgetpu_form() if edgetpu else contextlib.nullcontext():
             return model.apply(params, x * gain + offset, train=False)
 
     return infer
@@ -117,13 +119,13 @@ def inference_function(genome: Genome, network: Mapping[str, Any], variables: Ma
 
 def convert(genome: Genome, network: Mapping[str, Any], variables: Mapping[str, Any], *, num_classes: int,
             dataset: str, input_size: tuple[int, int], representative_images: Sequence[np.ndarray] | np.ndarray | None,
-            ) -> bytes:
+            edgetpu: bool = True) -> bytes:
     """The TFLite flatbuffer of the network: fully int8-quantized when ``representative_images`` (uint8
-    NHWC) are given, float32 otherwise."""
+    NHWC) are given, float32 otherwise; ``edgetpu=False`` converts the training form (for comparison)."""
     tf = _tensorflow()
     from jax.experimental import jax2tf
 
-    fn = inference_function(genome, network, variables, num_classes=num_classes, dataset=dataset)
+    fn = inference_function(genome, network, variables, num_classes=num_classes, dataset=dataset, edgetpu=edgetpu)
     h, w = input_size
     spec = tf.TensorSpec((1, h, w, 3), tf.float32, name="image")
     tf_fn = tf.function(jax2tf.convert(fn, with_gradient=False, native_serialization_platforms=("cpu",)),
@@ -156,15 +158,18 @@ def convert(genome: Genome, network: Mapping[str, Any], variables: Mapping[str, 
 
 
 def export_int8(genome: Genome, network: Mapping[str, Any], variables: Mapping[str, Any],
-                representative_images: np.ndarray, num_classes: int, dataset: str = "cifar10") -> bytes:
+                representative_images: np.ndarray, num_classes: int, dataset: str = "cifar10", *,
+                edgetpu: bool = True) -> bytes:
     """The fully integer-quantized (int8 weights, activations, input and output) TFLite model of
     ``genome``'s network with trained ``variables`` (``params`` and ``batch_stats``, as saved by training),
-    calibrated on ``representative_images`` (uint8 NHWC from the training split, at the training image size)."""
+    calibrated on ``representative_images`` (uint8 NHWC from the training split, at the training image size).
+    ``edgetpu=False`` converts the training form of the network instead of its Edge TPU form."""
     images = np.asarray(representative_images)
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ExportError(f"representative images must be uint8 [n, h, w, 3], got {images.dtype} {list(images.shape)}")
     return convert(genome, network, variables, num_classes=num_classes, dataset=dataset,
-                   input_size=(int(images.shape[1]), int(images.shape[2])), representative_images=images)
+                   input_size=(int(images.shape[1]), int(images.shape[2])), representative_images=images,
+                   edgetpu=edgetpu)
 
 
 def export_float(genome: Genome, network: Mapping[str, Any], variables: Mapping[str, Any], input_size: tuple[int, int],
