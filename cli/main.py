@@ -153,6 +153,9 @@ def _register() -> None:
     from cli import retrain as retrain_command
 
     retrain_command.register(app)
+    from cli import export_model
+
+    export_model.register(app)
 
 
 def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:

@@ -100,7 +100,7 @@ class IndividualRow(Base):
     artifact_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     artifact_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     artifact_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    # Weight inheritance (Large-Scale Evolution): parameters taken from the parent, accuracy before training.
+    # Weight inheritance (revision 0005): parameters taken from the parent, accuracy before training.
     inherited_params: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     initial_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
 

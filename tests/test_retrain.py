@@ -45,13 +45,21 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[
     return tmp, db, json.loads(run.stdout)
 
 
-def test_retrain_trains_the_best_on_the_whole_training_split_and_scores_the_test_split(
-        searched: tuple[Path, str, dict[str, Any]]) -> None:
-    tmp, db, search = searched
+@pytest.fixture(scope="module")
+def retrained(searched: tuple[Path, str, dict[str, Any]]) -> dict[str, Any]:
+    """``amoeba retrain --top 1 --preset tiny-final --json`` of the search: its document."""
+    tmp, db, _ = searched
     run = _amoeba(tmp, "retrain", "--db", db, "--experiment", "nb201-table", "--top", "1", "--preset", "tiny-final",
                   "--data-dir", str(tmp / "data"), "--results", str(tmp / "results"), "--json")
     assert run.returncode == 0, run.stderr[-2000:]
-    doc = json.loads(run.stdout)
+    doc: dict[str, Any] = json.loads(run.stdout)
+    return doc
+
+
+def test_retrain_trains_the_best_on_the_whole_training_split_and_scores_the_test_split(
+        searched: tuple[Path, str, dict[str, Any]], retrained: dict[str, Any]) -> None:
+    tmp, db, search = searched
+    doc = retrained
     assert doc["experiment"] == "nb201-table-final"
     [model] = doc["individuals"]
     best = search["best"]
@@ -138,3 +146,28 @@ def test_with_a_server_retrain_only_creates_the_work(searched: tuple[Path, str, 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_final_model_exports_to_int8_for_the_edge_tpu(searched: tuple[Path, str, dict[str, Any]],
+                                                         retrained: dict[str, Any]) -> None:
+    pytest.importorskip("tensorflow")
+    tmp, db, _ = searched
+    out = tmp / "final.tflite"
+    run = _amoeba(tmp, "export", "--db", db, "--experiment", retrained["experiment"], "--best", "--format",
+                  "tflite-int8", "--out", str(out), "--data-dir", str(tmp / "data"), "--json")
+    assert run.returncode == 0, run.stderr[-2000:]
+    doc = json.loads(run.stdout)
+    assert doc["out"] == str(out) and doc["bytes"] == out.stat().st_size > 0
+    assert doc["artifact"] == retrained["individuals"][0]["artifact"]
+    # Every operator maps to the Edge TPU, and quantization costs at most 2 points of test accuracy.
+    assert doc["ops_total"] == doc["ops_mapped"] > 0 and doc["unmapped"] == [] and doc["all_quantized"]
+    assert abs(doc["float_accuracy"] - doc["int8_accuracy"]) <= 0.02
+    assert doc["float_accuracy"] == pytest.approx(retrained["individuals"][0]["test_accuracy"], abs=0.02)
+    # Any int8 file is priced by the simulator from the flatbuffer itself: the same figure the export printed.
+    priced = _amoeba(tmp, "latency", "--tflite", str(out), "--json")
+    assert priced.returncode == 0, priced.stderr
+    assert json.loads(priced.stdout)["latency_ms"] == pytest.approx(doc["latency_ms"], rel=1e-3)
+    # Weights that are not kept are one line, naming the way out.
+    missing = _amoeba(tmp, "export", "--db", db, "--experiment", "nb201-table", "--best", "--out", str(tmp / "x.tflite"))
+    assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
+    assert "cannot be exported" in missing.stderr and "amoeba retrain" in missing.stderr

@@ -1,5 +1,4 @@
-"""artifacts and weight inheritance: where each individual's trained weights are kept (sha256, size, retention
-state), how many parameters it inherited from its parent and its accuracy before training
+"""artifacts: where each individual's trained weights are kept, their sha256, size and retention state
 
 Revision ID: 0004
 Revises: 0003
@@ -23,8 +22,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("artifact_sha256", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("artifact_bytes", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("artifact_state", sa.String(length=16), nullable=True))
-        batch_op.add_column(sa.Column("inherited_params", sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column("initial_accuracy", sa.Float(), nullable=True))
     # Retention reads the kept artifacts after every report with weights; the partial index holds only them.
     op.create_index("ix_individuals_artifacts", "individuals", ["experiment_id", "proposal_seq"], unique=False,
                     sqlite_where=sa.text("artifact_state = 'kept'"), postgresql_where=sa.text("artifact_state = 'kept'"))
@@ -33,8 +30,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_individuals_artifacts", table_name="individuals")
     with op.batch_alter_table("individuals", schema=None) as batch_op:
-        batch_op.drop_column("initial_accuracy")
-        batch_op.drop_column("inherited_params")
         batch_op.drop_column("artifact_state")
         batch_op.drop_column("artifact_bytes")
         batch_op.drop_column("artifact_sha256")
