@@ -11,6 +11,7 @@ as two: depthwise and pointwise).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,12 @@ DATASETS = ("cifar10", "imagenet")
 #: Default input resolution per dataset (the published ImageNet AmoebaNet-A figures use 331).
 IMAGE_SIZES = {"cifar10": 32, "imagenet": 224}
 NUM_CLASSES = {"cifar10": 10, "imagenet": 1000}
+#: Top-level parameter subtrees that only training uses (the NASNet auxiliary head): not counted as the
+#: network's parameters (the papers' convention) and never read in inference mode.
+TRAINING_ONLY = frozenset({"aux_head"})
+#: The training-only regularizers a space's builder may take as keywords, each with its "off" value:
+#: it is passed only when set, so builders without it keep working (and refuse it when it is set).
+REGULARIZERS = {"drop_path_keep_prob": 1.0, "aux_head": False}
 
 
 class ModelConfigError(AmoebaError, ValueError):
@@ -53,6 +60,8 @@ def build_model(
     dtype: Any = jnp.float32,
     bn_momentum: float | None = None,
     scan: bool = True,
+    drop_path_keep_prob: float = 1.0,
+    aux_head: bool = False,
     **sizes: Any,
 ) -> nn.Module:
     """The Flax network of ``genome``: ``model.apply(variables, x, train=...)`` returns float32 logits.
@@ -63,6 +72,10 @@ def build_model(
     ``train=True``, and pass a ``dropout`` rng when ``dropout > 0``. ``dtype`` is the compute dtype
     (``jnp.bfloat16`` on GPU/TPU). ``bn_momentum`` None keeps each model's reference value; runs of a
     few hundred steps need a smaller value (e.g. 0.9) or the running statistics stay near their start.
+    ``drop_path_keep_prob`` < 1 (scheduled drop-path; apply with a ``progress`` scalar and a ``dropout``
+    rng) and ``aux_head`` (an auxiliary classifier sown as ``intermediates["aux_logits"]`` in training
+    mode) are training-only regularizers of the NASNet space (``nets.nasnet``); a space whose builder
+    does not take them refuses them with ModelConfigError. Off, the network is unchanged.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ModelConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -72,12 +85,27 @@ def build_model(
         raise ModelConfigError(f"dropout must be in [0, 1), got {dropout!r}")
     if bn_momentum is not None and not 0.0 <= bn_momentum < 1.0:
         raise ModelConfigError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
+    if not 0.0 < drop_path_keep_prob <= 1.0:
+        raise ModelConfigError(f"drop_path_keep_prob must be in (0, 1], got {drop_path_keep_prob!r}")
     space = spaces.get(genome.space)
     merged = {**space.network, **(network or {}), **sizes}
     builder = space.load_model()
+    chosen = {"drop_path_keep_prob": drop_path_keep_prob, "aux_head": bool(aux_head)}
+    extras = {key: value for key, value in chosen.items() if value != REGULARIZERS[key]}
+    unsupported = [key for key in extras if not _takes(builder, key)]
+    if unsupported:
+        raise ModelConfigError(f"the {space.name} network has no {' or '.join(unsupported)} (a NASNet-space option)")
     model: nn.Module = builder(genome, merged, num_classes=num_classes, dataset=dataset, dropout=dropout, dtype=dtype,
-                               bn_momentum=bn_momentum, scan=scan)
+                               bn_momentum=bn_momentum, scan=scan, **extras)
     return model
+
+
+def _takes(function: Any, keyword: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return keyword in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def input_shape(dataset: str, image_size: int | None = None, batch: int = 1) -> tuple[int, int, int, int]:
@@ -91,8 +119,11 @@ def input_shape(dataset: str, image_size: int | None = None, batch: int = 1) -> 
 
 
 def count_params(variables: Any) -> int:
-    """Number of trainable parameters (the ``params`` collection; works on arrays or ShapeDtypeStructs)."""
+    """Number of trainable parameters (the ``params`` collection, or a params tree; works on arrays or
+    ShapeDtypeStructs), training-only heads (``TRAINING_ONLY``) excluded."""
     params = variables.get("params", variables) if hasattr(variables, "get") else variables
+    if isinstance(params, Mapping):
+        params = {key: value for key, value in params.items() if key not in TRAINING_ONLY}
     total = 0
     for leaf in jax.tree_util.tree_leaves(params):
         size = 1

@@ -1,4 +1,4 @@
-"""Augmentation and input normalization as pure, jit-able JAX functions (random crop with padding, flips)."""
+"""Augmentation and input normalization as pure, jit-able JAX functions (random crop with padding, flips, cutout)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,26 @@ def random_crop_flip(key: jax.Array, images: jax.Array, padding: int = 4) -> jax
         images = jax.vmap(crop)(padded, offsets)
     flips = jax.random.bernoulli(flip_key, 0.5, (n,))
     return jnp.where(flips[:, None, None, None], images[:, :, ::-1, :], images)
+
+
+def cutout(key: jax.Array, images: jax.Array, side: int) -> jax.Array:
+    """Zero a ``side`` x ``side`` square at a random position in each image (DeVries & Taylor 2017).
+
+    The square's centre is uniform over the image, so near a border the square is clipped (as in the
+    paper's code): rows ``[cy - side // 2, cy - side // 2 + side)`` and the same for columns, all
+    channels. ``side`` 0 returns ``images`` unchanged. Deterministic in ``key``; any dtype and batch size.
+    """
+    if side <= 0:
+        return images
+    n, h, w, _ = images.shape
+    row_key, col_key = jax.random.split(key)
+    top = jax.random.randint(row_key, (n, 1), 0, h) - side // 2
+    left = jax.random.randint(col_key, (n, 1), 0, w) - side // 2
+    rows, cols = jnp.arange(h)[None, :], jnp.arange(w)[None, :]
+    in_rows = (rows >= top) & (rows < top + side)
+    in_cols = (cols >= left) & (cols < left + side)
+    square = in_rows[:, :, None, None] & in_cols[:, None, :, None]
+    return jnp.where(square, jnp.zeros((), images.dtype), images)
 
 
 def resize_area(images: np.ndarray, size: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nets.build import count_params
 from worker.evaluator import EvaluationCancelled, EvaluationFailed, EvaluationStopped
 from worker.training.datasets import TrainData
 from worker.training.presets import TrainingConfig
@@ -134,11 +135,11 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
         init = jax.jit(lambda k: init_state(model, tx, k, jnp.zeros((1, h, w, c), jnp.float32)),
                        out_shardings=dp.replicated)
         state: TrainState = init(init_key)
-        params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(state.params))
+        params = count_params(state.params)  # training-only heads (the auxiliary classifier) not counted
         images_spec = jax.ShapeDtypeStruct((batch, h, w, c), jnp.uint8, sharding=dp.batch)
         labels_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=dp.batch)
         train_step = jax.jit(
-            make_train_step(model, tx, config, data.num_classes, data.mean, data.std),
+            make_train_step(model, tx, config, data.num_classes, data.mean, data.std, total_steps),
             in_shardings=(dp.replicated, dp.batch, dp.batch, dp.replicated),
             out_shardings=(dp.replicated, dp.replicated),
             donate_argnums=0,
