@@ -128,6 +128,7 @@ BUILTIN: dict[str, str] = {
     "pairwise": "evolution.pairwise:pairwise",
     "fixed": "evolution.fixed:fixed",
     "rl": "evolution.reinforce:reinforce",
+    "guided": "evolution.guided:guided",
 }
 _factories: dict[str, AlgorithmFactory] = {}
 
