@@ -76,6 +76,7 @@ def worker(
     wait: Annotated[bool, typer.Option("--wait", help="without --experiment: wait for new experiments instead of exiting when none is running")] = False,
     max_evaluations: Annotated[int | None, typer.Option(help="exit after this many evaluations")] = None,
     give_up_after: Annotated[float, typer.Option(help="exit when the server stays unreachable this many seconds")] = 60.0,
+    prefetch: Annotated[str, typer.Option(envvar="AMOEBA_PREFETCH", help="lease the next child while one trains and compile it meanwhile: on, off, or auto (on with a GPU or TPU)")] = "auto",
     token: TokenOpt = None,
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
@@ -95,6 +96,8 @@ def worker(
         raise UserError("--max-evaluations must be >= 1")
     if give_up_after <= 0:
         raise UserError("--give-up-after must be > 0")
+    if prefetch not in ("auto", "on", "off"):
+        raise UserError(f"--prefetch must be auto, on or off, got {prefetch!r}")
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         raise UserError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
@@ -109,6 +112,8 @@ def worker(
     config = WorkerConfig(
         experiment=experiment, max_evaluations=max_evaluations, worker_id=worker_id or "",
         backoff=Backoff(give_up_after_s=give_up_after), wait_for_work=wait,
+        # auto: the evaluator says (the train evaluator: with an accelerator, whose host cores are idle).
+        prefetch=prefetch == "on" or (prefetch == "auto" and bool(getattr(chosen, "prefers_prefetch", False))),
     )
     loop = Worker(client, chosen, config)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -36,6 +36,11 @@ class Evaluator(Protocol):
     orchestrator keeps the simulated latency it priced when the child was proposed. A long evaluation
     reports ``trial.progress(epoch, accuracy, ...)`` as it goes and raises ``EvaluationStopped`` when that
     answers False (the early-stopping rule stopped it).
+
+    An evaluator may also define ``prepare(trial)``: a worker with ``prefetch`` leases the next trial
+    while the current one runs and calls it from a background thread (the train evaluator compiles the
+    child's steps into the persistent compilation cache); it must not raise, and ``evaluate`` of that
+    trial starts once it has returned.
     """
 
     name: str

@@ -85,6 +85,9 @@ class WorkerConfig:
     max_idle_wait_s: float = 5.0  # cap on the server's retry_after hint
     # Without an experiment: keep polling when none is running instead of exiting (long-lived pools).
     wait_for_work: bool = False
+    # Lease the next child while the current one trains and let the evaluator prepare it (compile its steps
+    # on the host's idle cores while the accelerator trains): on a GPU, not on a CPU that is busy training.
+    prefetch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,12 @@ class _Heartbeat:
                 log.info("heartbeat of individual %d answered again after %d failed tries", self._lease.individual_id,
                          failures)
                 failures = 0
+
+    def retarget(self, cancel: threading.Event) -> None:
+        """Set ``cancel`` (instead of the event given at start) when the lease is lost from now on."""
+        self._cancel = cancel
+        if self.lost.is_set():
+            cancel.set()
 
     def close(self) -> None:
         self._closed.set()
@@ -221,6 +230,9 @@ class Worker:
         self._rng = random.Random(seed)
         self.counts = {"evaluated": 0, "failed": 0, "dropped": 0, "released": 0, "stopped": 0}
         self.exit_reason: ExitReason = "done"
+        #: Called with each prefetched trial (``run`` starts the evaluator's ``prepare`` on it).
+        self.on_prefetch: Callable[[Trial], None] | None = None
+        self._preparing: dict[int, threading.Thread] = {}
 
     @property
     def worker_id(self) -> str:
@@ -282,56 +294,117 @@ class Worker:
 
         A trial the consumer leaves unsettled (an evaluation cancelled, an exception in its loop, a
         ``break``) is released, so the orchestrator hands it to another worker at once; so is a next
-        lease that arrived with the last report when the loop ends there.
+        lease that arrived with the last report when the loop ends there. With ``prefetch``, the next
+        lease is taken while the current trial runs (heartbeated from then on) and handed to
+        ``on_prefetch`` (``run`` compiles it in the background); it is released when the loop ends first.
         """
         log.info("worker %s on %s (evaluator %s)", self.worker_id, self.client.address, self.identity.evaluator)
         self.exit_reason = "done"
         lease = self._lease()
-        while lease is not None:
-            self._cancel.clear()
-            if self.stop.is_set():
-                self._cancel.set()
-            beat = _Heartbeat(self.client, lease, self.worker_id, self._cancel)
-            session = _Session(self, lease, beat, lease_next=not self._reached_max(1))
-            resumed = False
-            try:
-                yield Trial(lease, session)
-                resumed = True
-            finally:
-                if not session.settled:
-                    beat.close()
-                    if beat.lost.is_set():
+        promoted: _Heartbeat | None = None
+        ahead: tuple[Lease, _Heartbeat] | None = None
+        try:
+            while lease is not None:
+                self._cancel.clear()
+                if self.stop.is_set():
+                    self._cancel.set()
+                if promoted is not None:
+                    beat, promoted = promoted, None
+                    beat.retarget(self._cancel)  # from now on a lost lease cancels this evaluation
+                else:
+                    beat = _Heartbeat(self.client, lease, self.worker_id, self._cancel)
+                if self.config.prefetch and ahead is None and self._room(2) and not self.stop.is_set():
+                    ahead = self._lease_ahead()
+                session = _Session(self, lease, beat, lease_next=ahead is None and not self._reached_max(1))
+                resumed = False
+                try:
+                    yield Trial(lease, session)
+                    resumed = True
+                finally:
+                    if not session.settled:
+                        beat.close()
+                        if beat.lost.is_set():
+                            self.counts["dropped"] += 1
+                        else:
+                            self.release(lease)
+                    if not resumed and isinstance(session.next, Lease):
+                        self.release(session.next)  # the consumer left with a lease from the last report
+                nxt = session.next
+                if self.stop.is_set() or self._reached_max(0):
+                    self.exit_reason = "stopped" if self.stop.is_set() else "max-evaluations"
+                    if isinstance(nxt, Lease):
+                        self.release(nxt)  # leased in the same round trip as the report: hand it straight back
+                    break
+                if ahead is not None:
+                    (lease, promoted), ahead = ahead, None
+                    if promoted.lost.is_set():  # it expired while waiting: the orchestrator requeued it
+                        promoted.close()
+                        promoted = None
                         self.counts["dropped"] += 1
-                    else:
-                        self.release(lease)
-                if not resumed and isinstance(session.next, Lease):
-                    self.release(session.next)  # the consumer left with a lease from the last report
-            nxt = session.next
-            if self.stop.is_set() or self._reached_max(0):
-                self.exit_reason = "stopped" if self.stop.is_set() else "max-evaluations"
-                if isinstance(nxt, Lease):
-                    self.release(nxt)  # leased in the same round trip as the report: hand it straight back
-                break
-            if isinstance(nxt, Lease):
-                lease = nxt
-            elif isinstance(nxt, NoWork) and not nxt.done:
-                self.stop.wait(min(max(nxt.retry_after_s, 0.01), self.config.max_idle_wait_s))
-                lease = self._lease()
-            elif isinstance(nxt, NoWork) and nxt.done and self.config.experiment is not None:
-                break
-            else:
-                # Unsettled or unanswered (report dropped or failed), or this experiment ended while
-                # others may run on: ask again.
-                lease = self._lease()
+                        lease = self._lease()
+                elif isinstance(nxt, Lease):
+                    lease = nxt
+                elif isinstance(nxt, NoWork) and not nxt.done:
+                    self.stop.wait(min(max(nxt.retry_after_s, 0.01), self.config.max_idle_wait_s))
+                    lease = self._lease()
+                elif isinstance(nxt, NoWork) and nxt.done and self.config.experiment is not None:
+                    break
+                else:
+                    # Unsettled or unanswered (report dropped or failed), or this experiment ended while
+                    # others may run on: ask again.
+                    lease = self._lease()
+        finally:
+            for held, held_beat in [a for a in (ahead,) if a is not None] + (
+                    [(lease, promoted)] if promoted is not None and lease is not None else []):
+                held_beat.close()
+                if not held_beat.lost.is_set():
+                    self.release(held)
         if self.stop.is_set():
             self.exit_reason = "stopped"
+
+    def _start_preparing(self, prepare: Callable[[Trial], object], trial: Trial) -> None:
+        def work() -> None:
+            started = time.perf_counter()
+            prepare(trial)
+            log.info("prepared individual %d ahead in %.1fs", trial.individual_id, time.perf_counter() - started)
+
+        thread = threading.Thread(target=work, name=f"prepare-{trial.individual_id}", daemon=True)
+        self._preparing[trial.individual_id] = thread
+        thread.start()
+
+    def _room(self, outstanding: int) -> bool:
+        """True when ``outstanding`` more evaluations fit under ``max_evaluations``."""
+        limit = self.config.max_evaluations
+        done = self.counts["evaluated"] + self.counts["failed"] + self.counts["dropped"]
+        return limit is None or done + outstanding <= limit
+
+    def _lease_ahead(self) -> tuple[Lease, _Heartbeat] | None:
+        """One try for the next lease while the current trial runs (no waiting: none now, none ahead)."""
+        try:
+            got = self.client.lease(self.identity, self.config.experiment)
+        except AmoebaError as exc:
+            log.debug("no lease ahead: %s", exc)
+            return None
+        if not isinstance(got, Lease):
+            return None
+        # Its own cancel event until it becomes the current trial: losing it must not cancel this one.
+        beat = _Heartbeat(self.client, got, self.worker_id, threading.Event())
+        if self.on_prefetch is not None:
+            self.on_prefetch(Trial(got))
+        return got, beat
 
     def run(self) -> WorkerSummary:
         """Evaluate every trial with the evaluator until done; the summary of what happened."""
         if self.evaluator is None:
             raise ValueError("Worker.run needs an evaluator (Worker.trials serves a loop of one's own)")
+        prepare = getattr(self.evaluator, "prepare", None)
+        if self.config.prefetch and prepare is not None:
+            self.on_prefetch = lambda ahead: self._start_preparing(prepare, ahead)
         with contextlib.closing(self.trials()) as trials:
             for trial in trials:
+                preparing = self._preparing.pop(trial.individual_id, None)
+                if preparing is not None:
+                    preparing.join()  # its steps are being compiled: evaluate once they are in the cache
                 try:
                     metrics = self.evaluator.evaluate(trial, self._cancel)
                 except EvaluationFailed as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 import time
@@ -22,11 +23,12 @@ from worker.training.augment import CIFAR_MEAN, CIFAR_STD, resize_area
 from worker.training.data_cifar import CIFAR10_MD5, CIFAR10_URL, cache_root, load_cifar10, locate_cifar10
 from worker.training.datasets import ArrayData, TrainData
 from worker.training.errors import DataError, DatasetUnavailable
-from worker.training.loop import Initial, train_and_evaluate
+from worker.training.loop import Initial, compile_ahead, train_and_evaluate
 from worker.training.presets import DEFAULT_PRESET, TrainingConfig, TrainingConfigError, resolve_training
 from worker.trial import Trial
 
 _cache_configured: str | None = None
+log = logging.getLogger(__name__)
 
 
 def save_weights(trial: Trial, variables: Any, manifest: dict[str, Any]) -> None:
@@ -49,7 +51,7 @@ def inheritance(trial: Trial, space: Any, genome: Genome) -> Initial | None:
     None for spaces that do not; for those that do, a function of the fresh variables that loads the
     parent's artifact (checked by sha256) and lets the space copy what the mutation left in place. A
     child whose parent has no weights kept starts fresh (and still measures its step-0 accuracy)."""
-    inherit = getattr(space, "inherit", None)
+    inherit = space.inherit
     if inherit is None:
         return None
     parent = trial.parent_artifact
@@ -164,20 +166,25 @@ class TrainEvaluator:
         if compilation_cache:
             where = self.cache_dir / "jax" if compilation_cache is True else Path(str(compilation_cache))
             self.compilation_cache_dir = enable_compilation_cache(where)
+        #: Compile the next child while this one trains (``amoeba worker --prefetch auto``): with an accelerator
+        #: the host's cores are idle during training; on a CPU they are the ones training.
+        self.prefers_prefetch = self.compilation_cache_dir is not None and jax.default_backend() != "cpu"
         self._data_lock = threading.Lock()
         self._data: dict[tuple[Any, ...], TrainData] = {}
         self._stats: dict[tuple[Any, ...], tuple[int | None, int | None]] = {}
 
     # --- the Evaluator protocol ---
 
-    def evaluate(self, trial: Trial, stop: threading.Event) -> Metrics:
+    def _setup(self, trial: Trial) -> tuple[Any, Genome, TrainingConfig, TrainData, Any]:
+        """The space, genome, training config, data and Flax model of ``trial`` (EvaluationFailed for what
+        the individual is to blame for)."""
         try:
             genome = trial.genome
         except AmoebaError as exc:
             raise EvaluationFailed(f"bad genome: {exc}") from None
         space = spaces.get(trial.space)
         # A genome may carry training settings of its own (Large-Scale Evolution evolves the learning rate).
-        overrides = getattr(space, "training_overrides", None)
+        overrides = space.training_overrides
         settings = {**trial.training, **(dict(overrides(genome)) if overrides is not None else {})}
         try:
             config = resolve_training(settings, self.default_preset)
@@ -189,7 +196,24 @@ class TrainEvaluator:
             raise
         except DataError as exc:
             raise EvaluationFailed(f"bad data: {exc}") from None
-        model = self._model(genome, config, data.num_classes)
+        return space, genome, config, data, self._model(genome, config, data.num_classes)
+
+    def prepare(self, trial: Trial) -> float:
+        """Compile ``trial``'s training and evaluation steps ahead (a prefetched lease, while another child
+        trains): the persistent compilation cache keeps them, and ``evaluate`` loads instead of compiling.
+        Seconds spent; 0.0 without a compilation cache (nothing would be kept). Never raises: whatever goes
+        wrong here goes wrong again, and is reported, when the trial is evaluated."""
+        if self.compilation_cache_dir is None:
+            return 0.0
+        try:
+            _, _, config, data, model = self._setup(trial)
+            return compile_ahead(model, data, config, short_seed(trial.seed), tracing=lambda: _conv_impl(config.conv_impl))
+        except Exception as exc:  # reported by evaluate, with its proper reason
+            log.info("could not compile individual %d ahead: %s", trial.individual_id, exc)
+            return 0.0
+
+    def evaluate(self, trial: Trial, stop: threading.Event) -> Metrics:
+        space, genome, config, data, model = self._setup(trial)
         initial = inheritance(trial, space, genome)
         try:
             result = train_and_evaluate(model, data, config, short_seed(trial.seed), stop,

@@ -116,10 +116,25 @@ def host_variables(state: TrainState) -> dict[str, Any]:
             "batch_stats": serialization.to_state_dict(jax.device_get(state.batch_stats))}
 
 
-def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, stop: threading.Event | None,
-         dp: DataParallel, on_step: Callable[[int, int], None] | None,
-         tracing: Callable[[], AbstractContextManager[Any]], on_epoch: OnEpoch | None = None,
-         initial: Initial | None = None, keep_variables: bool = False) -> TrainResult:
+@dataclass
+class _Compiled:
+    """The initial state and the compiled steps of one training run, and what they were compiled for."""
+
+    state: Any
+    tx: Any
+    train_step: Any
+    eval_step: Any
+    batch: int
+    eval_batch: int
+    total_steps: int
+    step_key: Any
+    params: int
+    compile_seconds: float
+
+
+def _compile(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, dp: DataParallel,
+             tracing: Callable[[], AbstractContextManager[Any]]) -> _Compiled:
+    """Initialise the state and compile the train and eval steps ahead of time for ``data``'s shapes."""
     batch = round_to_devices(config.batch_size, dp.devices)
     eval_batch = round_to_devices(min(config.eval_batch_size, max(data.num_eval, 1)), dp.devices)
     if data.num_train < batch:
@@ -155,7 +170,28 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
             jax.ShapeDtypeStruct((eval_batch,), jnp.float32, sharding=dp.batch),
         ).compile()
     jax.block_until_ready(state)
-    compile_seconds = time.perf_counter() - compile_start
+    return _Compiled(state, tx, train_step, eval_step, batch, eval_batch, total_steps, step_key, params,
+                     time.perf_counter() - compile_start)
+
+
+def compile_ahead(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, *,
+                  dp: DataParallel | None = None,
+                  tracing: Callable[[], AbstractContextManager[Any]] | None = None) -> float:
+    """Compile ``model``'s steps exactly as ``train_and_evaluate`` will, and drop them: with the persistent
+    compilation cache on, the training that follows loads them instead of compiling (a worker prepares its
+    next child this way while the current one trains). Seconds spent compiling."""
+    with failures_as_evaluation_failed():
+        return _compile(model, data, config, seed, dp or data_parallel(), tracing or nullcontext).compile_seconds
+
+
+def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, stop: threading.Event | None,
+         dp: DataParallel, on_step: Callable[[int, int], None] | None,
+         tracing: Callable[[], AbstractContextManager[Any]], on_epoch: OnEpoch | None = None,
+         initial: Initial | None = None, keep_variables: bool = False) -> TrainResult:
+    compiled = _compile(model, data, config, seed, dp, tracing)
+    state, tx, train_step, eval_step = compiled.state, compiled.tx, compiled.train_step, compiled.eval_step
+    batch, eval_batch, total_steps, step_key = compiled.batch, compiled.eval_batch, compiled.total_steps, compiled.step_key
+    params, compile_seconds = compiled.params, compiled.compile_seconds
     inherited, initial_accuracy = 0, None
     if initial is not None:
         state, inherited = _start_from(state, tx, dp, initial)
