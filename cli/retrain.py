@@ -157,20 +157,12 @@ def _local(db_url: str, experiment: str | None, top: int, genome: str | None, pr
            results: str, no_wait: bool, interval: float, as_json: bool) -> None:
     from rich.console import Console
 
-    from cli.artifacts import default_store, open_artifacts
-    from cli.up import Plan, _check_evaluator, _run
-    from db import upgrade
-    from orchestrator.service import open_service
+    from cli.up import Plan, _check_evaluator, _run, open_local
 
     _check_evaluator(evaluator)
     if data_dir and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir} is not a folder")
-    store = open_artifacts(None if (artifacts or "").strip().lower() == "none" else artifacts or default_store(db_url))
-    try:
-        upgrade(db_url)
-        service = open_service(db_url, artifacts=store)
-    except (AmoebaError, ValueError) as exc:
-        raise UserError(f"cannot open database {db_url}: {exc}") from None
+    service = open_local(db_url, artifacts)
     try:
         def completed(n: str) -> list[Any]:
             rows: list[Any] = []

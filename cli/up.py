@@ -423,16 +423,7 @@ def up(
         raise UserError(f"--results {results} exists and is not a folder")
     console = Console(stderr=as_json)
     err = Console(stderr=True)
-    from cli.artifacts import default_store, open_artifacts
-    from db import upgrade
-    from orchestrator.service import open_service
-
-    store = open_artifacts(None if (artifacts or "").strip().lower() == "none" else artifacts or default_store(db_url))
-    try:
-        upgrade(db_url)
-        service = open_service(db_url, artifacts=store)
-    except (AmoebaError, ValueError) as exc:
-        raise UserError(f"cannot open database {db_url}: {exc}") from None
+    service = open_local(db_url, artifacts)
     try:
         cifar_url = os.environ.get(CIFAR_URL_ENV) or _default_cifar_url()
         stored = _stored_spec(service, name) if config is None and space is None and evaluations is None else None
@@ -450,6 +441,21 @@ def up(
              overwrite, workers_per_accelerator)
     finally:
         service.store.close()
+
+
+def open_local(db_url: str, artifacts: str | None) -> Any:
+    """The service of a run on this machine: the database migrated to the head, the artifact store at
+    ``artifacts`` (default: amoeba-artifacts/ beside the database; ``none``: keep no weights)."""
+    from cli.artifacts import default_store, open_artifacts
+    from db import upgrade
+    from orchestrator.service import open_service
+
+    store = open_artifacts(None if (artifacts or "").strip().lower() == "none" else artifacts or default_store(db_url))
+    try:
+        upgrade(db_url)
+        return open_service(db_url, artifacts=store)
+    except (AmoebaError, ValueError) as exc:
+        raise UserError(f"cannot open database {db_url}: {exc}") from None
 
 
 def _stored_spec(service: Any, name: str | None) -> Any:
