@@ -156,6 +156,9 @@ def _register() -> None:
     from cli import export_model
 
     export_model.register(app)
+    from cli import compare as compare_command
+
+    compare_command.register(app)
 
 
 def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:

@@ -77,3 +77,62 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_default_protocol_500_runs_rl_matches_the_published_reinforce() -> None:
+    proc = run("bench", "nb201", "--runs", "500", "--algorithms", "rl", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rl = json.loads(proc.stdout)["algorithms"]["rl"]
+    assert rl["runs"] == 500
+    # Published (NAS-Bench-201, REINFORCE): 93.85 +- 0.37; the claim is within 0.15 of it.
+    assert abs(rl["mean"] - 93.85) <= 0.15, rl
+    assert 80 < rl["mean_evaluations"] < 130
+
+
+def test_curves_plot_and_noise(tmp_path: Path) -> None:
+    png = tmp_path / "curves.png"
+    args = ["bench", "nb201", "--runs", "6", "--algorithms", "aging,rl,random", "--json", "--plot", str(png)]
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("aging", "rl", "random"):
+        entry = doc["algorithms"][name]
+        assert {"mean", "std", "runs", "mean_evaluations", "curves", "us_per_evaluation"} <= set(entry)
+        curves = entry["curves"]
+        assert len(curves["t"]) == len(curves["mean"]) == len(curves["std"]) > 50
+        assert curves["t"] == sorted(curves["t"]) and curves["t"][-1] == 12000.0
+        # The reported accuracy of the best-fitness genome so far (it may fall when a fitter genome tests
+        # worse); at the end of the budget it is the runs' final value.
+        assert all(0 < m <= 100 and s >= 0 for m, s in zip(curves["mean"], curves["std"], strict=True))
+        assert curves["mean"][-1] == pytest.approx(entry["mean"], abs=1e-3)
+    # The curves of the three algorithms share one time grid from the first point every run has a value.
+    assert len({tuple(doc["algorithms"][n]["curves"]["t"]) for n in ("aging", "rl", "random")}) == 1
+    # Noise: seeded per run and evaluation, so the same command gives the same figures; other figures than
+    # without noise.
+    noisy = [json.loads(run(*args[:-3], "--json", "--noise-std", "1.0").stdout)["algorithms"] for _ in range(2)]
+    for entries in noisy:
+        for entry in entries.values():
+            entry.pop("us_per_evaluation")  # wall time: the only figure that varies
+    assert noisy[0] == noisy[1]
+    assert noisy[0]["aging"]["mean"] != doc["algorithms"]["aging"]["mean"]
+    # An evaluation budget draws the curves against evaluations.
+    proc = run("bench", "nb201", "--runs", "3", "--algorithms", "aging", "--budget-evaluations", "40", "--json")
+    doc = json.loads(proc.stdout)
+    assert doc["protocol"]["curve_x"] == "evaluations" and doc["algorithms"]["aging"]["curves"]["t"][-1] == 40.0
+
+
+def test_new_flags_are_checked_in_one_line(tmp_path: Path) -> None:
+    for args, message in [
+        (["--noise-std", "-1"], "--noise-std must be 0 or more"),
+        (["--noise-std", "nan"], "must be a finite number"),
+        (["--plot", str(tmp_path / "x.svg")], "--plot must name a .png file"),
+        (["--algorithms", "rl", "--options", "{"], "--options must be JSON"),
+        (["--algorithms", "rl", "--options", '{"aging": {}}'], "not in --algorithms"),
+        (["--algorithms", "rl", "--options", '{"rl": {"policy": "gru"}}'], "rl: algorithm option policy"),
+        (["--algorithms", "rl,rl"], "names an algorithm twice"),
+    ]:
+        proc = run("bench", "nb201", "--runs", "1", *args)
+        assert proc.returncode != 0
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], proc.stderr

@@ -117,16 +117,19 @@ def experiments_plot(
     individual in completion order; left panel against wall time, right against evaluations."""
     fig = Figure(figsize=WIDE_INCHES, dpi=DPI, layout="tight")
     by_time, by_count = fig.subplots(1, 2)
+    span = max((h for data in series.values() for h in data.get("hours", ()) if math.isfinite(h)), default=0.0)
+    # The time axis in seconds, minutes or hours by the longest run's span (as the exports' progress.png).
+    unit, per_hour = ("seconds", 3600.0) if span < 2 / 60 else ("minutes", 60.0) if span < 2 else ("hours", 1.0)
     for i, (name, data) in enumerate(series.items()):
         hours, fitness = list(data.get("hours", ())), list(data.get("fitness", ()))
         color = COLORS[i % len(COLORS)]
-        x, y = _best_so_far(hours, fitness)
+        x, y = _best_so_far([h * per_hour for h in hours], fitness)
         if x:
             by_time.step(x, y, where="post", color=color, linewidth=1.6, label=name)
         x, y = _best_so_far([float(k + 1) for k in range(len(fitness))], fitness)
         if x:
             by_count.step(x, y, where="post", color=color, linewidth=1.6, label=name)
-    for ax, label in ((by_time, "wall time (hours)"), (by_count, "evaluations")):
+    for ax, label in ((by_time, f"wall time ({unit} since the experiment was created)"), (by_count, "evaluations")):
         ax.set_xlabel(label)
         ax.set_ylabel(y_label)
         ax.grid(alpha=0.3)
