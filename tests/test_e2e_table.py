@@ -65,7 +65,9 @@ def test_four_worker_processes_run_an_nb201_experiment_to_completion(sqlite_url:
         workers = [
             subprocess.Popen(
                 [*AMOEBA, "worker", "--server", f"127.0.0.1:{port}", "--experiment", "nb", "--evaluator", "table",
-                 "--json", "--log-level", "WARNING", "--worker-id", f"e2e-{k}"],
+                 "--json", "--log-level", "WARNING", "--worker-id", f"e2e-{k}",
+                 # No worker may do it all (a slow machine can start the others late): the work is shared.
+                 "--max-evaluations", str(C // 2 + 1)],
                 cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             for k in range(4)
@@ -78,7 +80,7 @@ def test_four_worker_processes_run_an_nb201_experiment_to_completion(sqlite_url:
     finally:
         code = stop_server(server)
     assert code == 0, server.stderr.read() if server.stderr else ""
-    assert all(s["exit_reason"] == "done" for s in summaries)
+    assert all(s["exit_reason"] in ("done", "max-evaluations") for s in summaries)
     assert sum(s["evaluated"] for s in summaries) == C
     assert sum(s["evaluated"] > 0 for s in summaries) >= 2, summaries  # the work really was shared
 

@@ -84,7 +84,8 @@ def test_postgres_migrate_server_with_token_and_three_workers_as_processes(
         for i in range(3):
             workers.append(subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "worker", "--server", address, "--evaluator", "table",
-                 "--worker-id", f"topo-{i}", "--json", "--log-level", "WARNING"],
+                 "--worker-id", f"topo-{i}", "--json", "--log-level", "WARNING",
+                 "--max-evaluations", "46"],  # no worker may do all 90 alone: the work is shared however slow the start
                 env=authed, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 stdin=subprocess.DEVNULL,
             ))
@@ -94,7 +95,7 @@ def test_postgres_migrate_server_with_token_and_three_workers_as_processes(
             assert w.returncode == 0, err
             summaries.append(json.loads(out.strip().splitlines()[-1]))
         assert sum(s["evaluated"] for s in summaries) == 90
-        assert all(s["exit_reason"] == "done" for s in summaries)
+        assert all(s["exit_reason"] in ("done", "max-evaluations") for s in summaries)
         assert sum(1 for s in summaries if s["evaluated"] > 0) >= 2  # the work really was shared
 
         status = _amoeba("status", "--server", address, "--experiment", "topology", "--json", env=authed, cwd=tmp_path)
