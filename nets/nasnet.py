@@ -98,7 +98,7 @@ class AuxHead(nn.Module):
 class NASNetCell(nn.Module):
     """One normal or reduction cell; maps the carry (h_prev, h_prevprev) to (output, h_prev).
 
-    ``keep`` (a scalar, or None for none) is this cell's drop-path keep probability.
+    ``keep`` is this cell's drop-path keep probability (a scalar; None: no drop-path).
     """
 
     cell: Cell
