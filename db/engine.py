@@ -41,7 +41,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine, memory)
         return engine
     if backend == "postgresql":
-        kwargs.setdefault("pool_pre_ping", True)
+        # No pre-ping (a round trip per checkout): db.sql replaces a connection that its first round trip
+        # finds dead, and a query of anyone else on a dead one fails once and drops it from the pool.
+        kwargs.setdefault("pool_pre_ping", False)
         kwargs.setdefault("pool_size", 8)
         kwargs.setdefault("max_overflow", 16)
         return create_engine(url, **kwargs)

@@ -69,7 +69,7 @@ class MemoryTx:
     def experiments(self, state: str | None = None) -> list[ExperimentRecord]:
         return [e for _, e in sorted(self._d.experiments.items()) if state is None or e.state == state]
 
-    def update_experiment(self, experiment_id: int, changes: Mapping[str, Any]) -> None:
+    def update_experiment(self, experiment_id: int, changes: Mapping[str, Any], *, defer: bool = False) -> None:
         bad = set(changes) - EXPERIMENT_MUTABLE
         if bad:
             raise ValueError(f"experiment columns not updatable: {sorted(bad)}")
@@ -106,7 +106,7 @@ class MemoryTx:
         ind = self._d.individuals.get(individual_id)
         return None if ind is None else (ind, self._d.experiments[ind.experiment_id])
 
-    def update_individual(self, individual_id: int, changes: Mapping[str, Any]) -> None:
+    def update_individual(self, individual_id: int, changes: Mapping[str, Any], *, defer: bool = False) -> None:
         bad = set(changes) - INDIVIDUAL_MUTABLE
         if bad:
             raise ValueError(f"individual columns not updatable: {sorted(bad)}")

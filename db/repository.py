@@ -11,6 +11,11 @@ Contract shared by every backend (the in-memory fake, SQLite and PostgreSQL; one
   experiment across server processes.
 - Queries used on the hot path are bounded: none reads a number of rows that grows with the history of
   an experiment (population: the in_population rows; expiry and claims: an index range with a limit).
+- Rows are never deleted. Writes may reach the database later than the call (with the transaction's next
+  statement or its commit: ``append_events``, ``touch_worker``, ``add_individual``, updates with
+  ``defer=True``), never later than the commit, always in call order, and every read sees the writes made
+  before it in the same transaction. An error of a write that waited (a taken unique key) comes from the
+  statement it travelled with.
 - Errors: ``DuplicateName`` (experiment name taken), ``StoreUnavailable`` (cannot reach the database),
   ``SchemaOutOfDate`` (the database is not at the code's migration head). Unknown ids are not errors:
   getters return None and updates of a missing row raise ``KeyError``. A ``ValueError`` for a taken
@@ -189,8 +194,12 @@ class StoreTx(Protocol):
         """All experiments (or those in ``state``), oldest first."""
         ...
 
-    def update_experiment(self, experiment_id: int, changes: Mapping[str, Any]) -> None:
-        """Set columns from EXPERIMENT_MUTABLE. KeyError for an unknown id, ValueError for other columns."""
+    def update_experiment(self, experiment_id: int, changes: Mapping[str, Any], *, defer: bool = False) -> None:
+        """Set columns from EXPERIMENT_MUTABLE. KeyError for an unknown id, ValueError for other columns.
+
+        ``defer``: the caller knows the row exists (it read it), so the store may send the update with the
+        transaction's next statement or its commit (PostgreSQL: no round trip of its own); a KeyError then
+        comes from that statement. Reads later in the transaction see the update either way."""
         ...
 
     # --- individuals ---
@@ -207,8 +216,11 @@ class StoreTx(Protocol):
         changes an individual holds its experiment's lock, so the individual read after it is current)."""
         ...
 
-    def update_individual(self, individual_id: int, changes: Mapping[str, Any]) -> None:
-        """Set columns from INDIVIDUAL_MUTABLE. KeyError for an unknown id, ValueError for other columns."""
+    def update_individual(self, individual_id: int, changes: Mapping[str, Any], *, defer: bool = False) -> None:
+        """Set columns from INDIVIDUAL_MUTABLE. KeyError for an unknown id, ValueError for other columns.
+
+        ``defer`` as for ``update_experiment``: for a row the caller read, in this transaction or an earlier
+        one (rows are never deleted)."""
         ...
 
     def overdue_leases(self, experiment_id: int, now: float, limit: int) -> list[IndividualRecord]:

@@ -42,4 +42,4 @@ class EventBatch:
             tx.append_events(self.events)
         if self.changes:
             self.changes["updated_at"] = now
-            tx.update_experiment(self.exp.id, self.changes)
+            tx.update_experiment(self.exp.id, self.changes, defer=True)  # the row is locked and read

@@ -256,7 +256,7 @@ class OrchestratorService:
             tx.update_individual(queued.id, {
                 "state": IndividualState.LEASED, "attempts": attempt, "lease_owner": worker.worker_id,
                 "lease_token": token, "lease_deadline": deadline, "leased_at": now,
-            })
+            }, defer=True)
             batch.event(ev.Leased(worker.worker_id, attempt), now, queued.id, queued.proposal_seq)
             return self._lease_value(tx, ctx, exp, queued.id, queued.proposal_seq, queued.genome_json,
                                      queued.fingerprint, token, deadline, attempt, queued.parent_seq, queued.mutation,
@@ -284,7 +284,7 @@ class OrchestratorService:
                 parent_seq=proposal.parent_seq, mutation=proposal.mutation[:200], training_seed=seed,
                 state=IndividualState.REJECTED, created_at=now, latency_ms=latency_ms, fits_on_chip=fits,
             ))
-            tx.update_individual(rejected_id, {"failure_reason": reason, "completed_at": now})
+            tx.update_individual(rejected_id, {"failure_reason": reason, "completed_at": now}, defer=True)
             batch.bump("proposals")
             batch.bump("rejected")
             batch.event(ev.Proposed(fingerprint, proposal.parent_seq, proposal.mutation), now, rejected_id, seq)
@@ -320,7 +320,7 @@ class OrchestratorService:
         for member in ctx.algorithm.population(snap.state):
             if member.seq not in kept and member.seq in ids:
                 ind_id = ids.pop(member.seq)
-                tx.update_individual(ind_id, {"in_population": False})
+                tx.update_individual(ind_id, {"in_population": False}, defer=True)
                 batch.event(ev.Killed(seq), now, ind_id, member.seq)
         return Snapshot(snap.ranked, snap.proposals, state, ids)
 
@@ -343,13 +343,15 @@ class OrchestratorService:
             cleared = {"lease_token": None, "lease_deadline": None}
             if rules.expiry_outcome(ind.attempts, ctx.spec.max_attempts) == IndividualState.FAILED:
                 reason = f"lease expired {ind.attempts} times (last holder {ind.lease_owner})"
-                tx.update_individual(ind.id, {**cleared, "state": IndividualState.FAILED, "failure_reason": reason})
+                tx.update_individual(ind.id, {**cleared, "state": IndividualState.FAILED, "failure_reason": reason},
+                                     defer=True)
                 batch.bump("failed")
                 batch.event(ev.Expired(ind.attempts, requeued=False), now, ind.id, ind.proposal_seq)
                 batch.event(ev.Failed(reason), now, ind.id, ind.proposal_seq)
                 self._setback(batch, ctx, reason, now)
             else:
-                tx.update_individual(ind.id, {**cleared, "state": IndividualState.QUEUED, "lease_owner": None})
+                tx.update_individual(ind.id, {**cleared, "state": IndividualState.QUEUED, "lease_owner": None},
+                                     defer=True)
                 batch.event(ev.Expired(ind.attempts, requeued=True), now, ind.id, ind.proposal_seq)
         return len(overdue)
 
@@ -395,7 +397,7 @@ class OrchestratorService:
         def work(tx: StoreTx) -> float:
             ind, exp = self._held(tx, individual_id, token, now, "a heartbeat")
             deadline = now + self._folds.context(exp).spec.lease_timeout_s
-            tx.update_individual(ind.id, {"lease_deadline": deadline})
+            tx.update_individual(ind.id, {"lease_deadline": deadline}, defer=True)
             tx.touch_worker(worker_id or ind.lease_owner or "", "", "", now, exp.id, ind.id)
             return deadline
 
@@ -443,7 +445,8 @@ class OrchestratorService:
             if limit is not None and latency_ms is not None and latency_ms > limit:
                 # A measured latency over the constraint: recorded, never in the population, not counted in C.
                 reason = f"latency {latency_ms:g} ms over the objective's max_latency_ms {limit:g}"
-                tx.update_individual(ind.id, {**common, "state": IndividualState.REJECTED, "failure_reason": reason})
+                tx.update_individual(ind.id, {**common, "state": IndividualState.REJECTED, "failure_reason": reason},
+                                     defer=True)
                 batch.bump("rejected")
                 batch.event(ev.Rejected(reason, latency_ms), now, ind.id, ind.proposal_seq)
                 self._setback(batch, ctx, reason, now)
@@ -516,11 +519,11 @@ class OrchestratorService:
         if stays:
             ids[member.seq] = ind.id
         for seq in [s for s in ids if s not in kept]:
-            tx.update_individual(ids.pop(seq), {"in_population": False})
+            tx.update_individual(ids.pop(seq), {"in_population": False}, defer=True)
         best = batch.get("best_fitness")
         improved = best is None or fitness > best
         tx.update_individual(ind.id, {**row, "fitness": fitness, "completion_rank": rank, "in_population": stays,
-                                      "improved": improved})
+                                      "improved": improved}, defer=True)
         if improved:
             batch.changes.update(best_fitness=fitness, best_individual_id=ind.id)
         batch.bump("ranked")
@@ -566,12 +569,12 @@ class OrchestratorService:
             ctx = self._folds.context(exp)
             deadline = now + ctx.spec.lease_timeout_s
             if ind.epochs is not None and progress.epoch <= ind.epochs:
-                tx.update_individual(ind.id, {"lease_deadline": deadline})
+                tx.update_individual(ind.id, {"lease_deadline": deadline}, defer=True)
                 return ProgressAnswer(False, "")
             batch = EventBatch(exp)
             tx.update_individual(ind.id, {"epochs": progress.epoch, "progress_accuracy": progress.accuracy,
                                           "progress_loss": progress.train_loss, "progress_seconds": progress.seconds,
-                                          "lease_deadline": deadline})
+                                          "lease_deadline": deadline}, defer=True)
             batch.event(ev.ProgressReported(progress.epoch, progress.accuracy, progress.train_loss, progress.seconds),
                         now, ind.id, ind.proposal_seq)
             answer = ProgressAnswer(False, "")
@@ -605,7 +608,7 @@ class OrchestratorService:
             fitness = ctx.objective.fitness(accuracy, ind.latency_ms, ind.fits_on_chip)
             self._enter(tx, batch, ctx, ind, fitness, accuracy, ind.latency_ms, row, now)
         else:
-            tx.update_individual(ind.id, row)
+            tx.update_individual(ind.id, row, defer=True)
         batch.bump("stopped")
         batch.add("stopped_train_seconds", progress.seconds)
         batch.event(ev.Stopped(progress.epoch, accuracy, reason, fitness is not None, fitness, ind.latency_ms), now,
@@ -625,11 +628,11 @@ class OrchestratorService:
             cleared = {"lease_token": None, "lease_deadline": None}
             if retryable and ind.attempts < ctx.spec.max_attempts:
                 tx.update_individual(ind.id, {**cleared, "state": IndividualState.QUEUED, "lease_owner": None,
-                                              "failure_reason": reason})
+                                              "failure_reason": reason}, defer=True)
                 batch.event(ev.Requeued(reason, ind.attempts), now, ind.id, ind.proposal_seq)
             else:
                 tx.update_individual(ind.id, {**cleared, "state": IndividualState.FAILED, "failure_reason": reason,
-                                              "completed_at": now})
+                                              "completed_at": now}, defer=True)
                 batch.bump("failed")
                 batch.event(ev.Failed(reason, ind.attempts), now, ind.id, ind.proposal_seq)
                 self._setback(batch, ctx, reason, now)
@@ -647,7 +650,8 @@ class OrchestratorService:
             ind, exp = self._held(tx, individual_id, token, now, "the release")
             # Giving work back is not a failed attempt: the next lease gets the same attempt number.
             tx.update_individual(ind.id, {"state": IndividualState.QUEUED, "attempts": max(0, ind.attempts - 1),
-                                          "lease_owner": None, "lease_token": None, "lease_deadline": None})
+                                          "lease_owner": None, "lease_token": None, "lease_deadline": None},
+                                 defer=True)
             batch = EventBatch(exp)
             batch.event(ev.Released(worker_id), now, ind.id, ind.proposal_seq)
             batch.flush(tx, now)
