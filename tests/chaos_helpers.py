@@ -269,10 +269,12 @@ def certificates() -> dict[str, bytes]:
 
 class TcpProxy:
     """Forwards a loopback port to ``target``. ``stop`` closes the listener and cuts every connection (the
-    address becomes unreachable: connection refused); ``start`` listens again on the same port."""
+    address becomes unreachable: connection refused); ``start`` listens again on the same port. With
+    ``delay_s`` every chunk of bytes waits that long before it is passed on, in both directions (a slow link)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, delay_s: float = 0.0) -> None:
         self.target_port = target_port
+        self.delay_s = delay_s
         self.port = free_port()
         self.accepted = 0
         self._listener: socket.socket | None = None
@@ -312,6 +314,8 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                if self.delay_s:
+                    time.sleep(self.delay_s)  # the link's latency, not a synchronisation
                 dst.sendall(data)
         except OSError:
             pass

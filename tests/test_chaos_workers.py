@@ -148,7 +148,6 @@ def test_workers_sigkilled_at_random_moments_lose_nothing_and_count_nothing_twic
     assert by_id[orphan].attempts >= 2 and by_id[orphan].state == "completed"
 
 
-@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
 def test_a_slow_worker_keeps_its_lease_while_it_beats_and_loses_it_on_time_when_it_stops(
         url: str, server: RunningServer) -> None:
     timeout = 1.5
@@ -209,7 +208,6 @@ class _Gate:
         return self.inner.evaluate(trial, stop)
 
 
-@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
 def test_a_worker_cut_off_from_the_server_retries_with_backoff_and_its_late_report_is_refused(
         url: str, server: RunningServer) -> None:
     timeout = 1.0
