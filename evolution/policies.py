@@ -296,6 +296,8 @@ class LSTMPolicy:
             previous = s
         dh_next = np.zeros(hidden)
         dc_next = np.zeros(hidden)
+        inputs: list[Array] = []
+        dzs: list[Array] = []
         for x, source, row, h_prev, c_prev, i, f, g, o, tanh_c, h, k, dlogits in reversed(tape):
             dh = dh_next.copy()
             if k >= 0:
@@ -308,8 +310,8 @@ class LSTMPolicy:
             dc = dh * o * (1.0 - tanh_c * tanh_c) + dc_next
             dz = np.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g * g),
                                  do * o * (1.0 - o)])
-            grads[1] += np.outer(np.concatenate([x, h_prev]), dz)
-            grads[2] += dz
+            inputs.append(np.concatenate([x, h_prev]))
+            dzs.append(dz)
             dxh = params[1] @ dz
             dc_next = dc * f
             dh_next = dxh[emb:]
@@ -317,6 +319,10 @@ class LSTMPolicy:
                 grads[0] += dxh[:emb]
             elif source > 0:
                 grads[source][row] += dxh[:emb]
+        if dzs:
+            # The LSTM weights' gradient, summed over steps in one pass (einsum's own loop: no BLAS threads).
+            grads[1] = np.einsum("ti,tj->ij", np.array(inputs), np.array(dzs))
+            grads[2] = np.sum(dzs, axis=0)
         return tuple(grads), logp, entropy
 
 
@@ -336,9 +342,23 @@ class Adam:
         c1 = 1.0 - self.beta1 ** t
         c2 = 1.0 - self.beta2 ** t
         for p, g, mi, vi in zip(params, grads, m, v, strict=True):
-            mt = self.beta1 * mi + (1.0 - self.beta1) * g
-            vt = self.beta2 * vi + (1.0 - self.beta2) * g * g
-            new_p.append(_readonly(p - self.learning_rate * (mt / c1) / (np.sqrt(vt / c2) + self.eps)))
+            # Four fresh arrays per parameter (three results, one scratch), updated in place: large
+            # temporaries are fresh pages the kernel must fault in, which costs more than the arithmetic.
+            mt = np.multiply(mi, self.beta1)
+            scratch = np.multiply(g, 1.0 - self.beta1)
+            mt += scratch
+            vt = np.multiply(g, g)
+            vt *= 1.0 - self.beta2
+            np.multiply(vi, self.beta2, out=scratch)
+            vt += scratch
+            np.divide(vt, c2, out=scratch)
+            np.sqrt(scratch, out=scratch)
+            scratch += self.eps
+            pt = np.divide(mt, c1)
+            pt /= scratch
+            pt *= -self.learning_rate
+            pt += p
+            new_p.append(_readonly(pt))
             new_m.append(_readonly(mt))
             new_v.append(_readonly(vt))
         return tuple(new_p), tuple(new_m), tuple(new_v)
