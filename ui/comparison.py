@@ -60,16 +60,18 @@ def curves_plot(
         color = COLORS[i % len(COLORS)]
         left.plot(t, mean, color=color, linewidth=1.8, label=name)
         left.fill_between(t, [m - s for m, s in zip(mean, std, strict=True)],
-                          [m + s for m, s in zip(mean, std, strict=True)], color=color, alpha=0.15, linewidth=0)
+                          [m + s for m, s in zip(mean, std, strict=True)], color=color, alpha=0.12, linewidth=0)
     if names:
         left.legend(loc="lower right")
     # The first points (a few random evaluations) spread far below the rest: start the axis at the band
     # a tenth of the way in, so the differences that matter stay visible.
-    lows = [c["mean"][len(c["mean"]) // 10] - c["std"][len(c["std"]) // 10] for c in curves.values()
-            if c.get("mean") and c.get("std") and len(c["mean"]) == len(c["std"]) and _finite(c["mean"])
-            and _finite(c["std"])]
-    if lows:
-        left.set_ylim(bottom=min(lows))
+    usable = [c for c in curves.values() if c.get("mean") and c.get("std") and len(c["mean"]) == len(c["std"])
+              and _finite(c["mean"]) and _finite(c["std"])]
+    if usable:
+        tenth = [(list(c["mean"])[len(c["mean"]) // 10:], list(c["std"])[len(c["std"]) // 10:]) for c in usable]
+        low = min(m[0] - s[0] for m, s in tenth)
+        high = max(max(a + b for a, b in zip(m, s, strict=True)) for m, s in tenth)
+        left.set_ylim(low, high + 0.05 * (high - low) if high > low else high + 1.0)
     left.set_xlabel(x_label)
     left.set_ylabel(y_label)
     left.set_title(title or "best so far: mean and one standard deviation across runs")
