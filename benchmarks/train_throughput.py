@@ -114,8 +114,13 @@ def measure(runners: dict[str, Callable[[], None]], warmup: int, steps: int) -> 
 # -- Amoeba (Flax / XLA) ----------------------------------------------------------------------------
 
 
-def prepare_amoeba(args: argparse.Namespace, genome: Any) -> tuple[Callable[[], None], Callable[[], float], dict[str, Any]]:
-    """(one train step, the last loss, facts) for Amoeba's worker step; compiles it (timed)."""
+def prepare_amoeba(args: argparse.Namespace, genome: Any, dtype: str = "float32"
+                   ) -> tuple[Callable[[], None], Callable[[], float], dict[str, Any]]:
+    """(one train step, the last loss, facts) for Amoeba's worker step; compiles it (timed).
+
+    ``args`` needs ``cells``, ``filters``, ``batch`` and ``image_size``; ``dtype`` is the training
+    setting of that name (``"bfloat16"``: bfloat16 compute, float32 parameters, as on a GPU worker).
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -127,8 +132,9 @@ def prepare_amoeba(args: argparse.Namespace, genome: Any) -> tuple[Callable[[], 
     from worker.training.train import TrainState, make_optimizer, make_train_step
 
     config = resolve_training({"preset": "amoebanet-search", "cells": args.cells, "filters": args.filters,
-                               "batch_size": args.batch})
-    model = build_model(genome, cells=args.cells, filters=args.filters, num_classes=10)
+                               "batch_size": args.batch, "dtype": dtype})
+    model = build_model(genome, cells=args.cells, filters=args.filters, num_classes=10,
+                        dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
     tx = make_optimizer(config, total_steps=1000)
     shape = (args.batch, args.image_size, args.image_size, 3)
     variables = init_variables(model, (1, *shape[1:]))
@@ -157,9 +163,15 @@ def prepare_amoeba(args: argparse.Namespace, genome: Any) -> tuple[Callable[[], 
 # -- PyTorch ------------------------------------------------------------------------------------------
 
 
-def prepare_torch(args: argparse.Namespace, genome: Any, threads: int
-                  ) -> tuple[Callable[[], None], Callable[[], float], dict[str, Any]]:
-    """(one train step, the last loss, facts) for the PyTorch peer."""
+def prepare_torch(args: argparse.Namespace, genome: Any, threads: int, device: str = "cpu",
+                  precision: str = "float32") -> tuple[Callable[[], None], Callable[[], float], dict[str, Any]]:
+    """(one train step, the last loss, facts) for the PyTorch peer.
+
+    ``device`` is a torch device (``"cpu"``, ``"cuda:0"``); ``precision`` ``"bfloat16"`` runs forward and
+    loss under ``torch.autocast`` in bfloat16 (float32 parameters and optimizer, as Amoeba's bfloat16).
+    """
+    import contextlib
+
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -167,28 +179,34 @@ def prepare_torch(args: argparse.Namespace, genome: Any, threads: int
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = TorchNASNet(genome, args.cells, args.filters, image_size=args.image_size)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the warm-up steps pick each convolution's algorithm
+    model = TorchNASNet(genome, args.cells, args.filters, image_size=args.image_size).to(dev)
     model.train()
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
                           lr=0.024, momentum=0.9)
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (args.batch, 3, args.image_size, args.image_size), dtype=torch.uint8, generator=gen)
-    labels = torch.randint(0, 10, (args.batch,), generator=gen)
-    mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
-    std = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    images = torch.randint(0, 256, (args.batch, 3, args.image_size, args.image_size), dtype=torch.uint8, generator=gen,
+                           device=dev)
+    labels = torch.randint(0, 10, (args.batch,), generator=gen, device=dev)
+    mean = torch.tensor([0.4914, 0.4822, 0.4465], device=dev).view(1, 3, 1, 1)
+    std = torch.tensor([0.2470, 0.2435, 0.2616], device=dev).view(1, 3, 1, 1)
     size = args.image_size
+    autocast: Callable[[], Any] = ((lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if precision == "bfloat16"
+                                   else contextlib.nullcontext)
 
     def augment(x: torch.Tensor) -> torch.Tensor:
         # The same work as the Flax step's augmentation: 4-pixel zero pad, random crop, random flip.
         padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
-        off = torch.randint(0, 9, (x.shape[0], 2), generator=gen)
-        rows = (off[:, 0:1] + torch.arange(size)).view(-1, 1, size, 1).expand(-1, 3, size, size + 8)
+        off = torch.randint(0, 9, (x.shape[0], 2), generator=gen, device=dev)
+        rows = (off[:, 0:1] + torch.arange(size, device=dev)).view(-1, 1, size, 1).expand(-1, 3, size, size + 8)
         x = torch.gather(padded, 2, rows)
-        cols = (off[:, 1:2] + torch.arange(size)).view(-1, 1, 1, size).expand(-1, 3, size, size)
+        cols = (off[:, 1:2] + torch.arange(size, device=dev)).view(-1, 1, 1, size).expand(-1, 3, size, size)
         x = torch.gather(x, 3, cols)
-        flip = torch.rand(x.shape[0], generator=gen) < 0.5
+        flip = torch.rand(x.shape[0], generator=gen, device=dev) < 0.5
         return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
 
     losses: list[float] = []
@@ -196,10 +214,11 @@ def prepare_torch(args: argparse.Namespace, genome: Any, threads: int
     def run() -> None:
         x = (augment(images).float() / 255.0 - mean) / std
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(x), labels)
+        with autocast():
+            loss = torch.nn.functional.cross_entropy(model(x), labels)
         loss.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(float(loss.detach()))  # waits for the step (on a GPU too), as Amoeba's step does
 
     return run, lambda: losses[-1], {"params": count_params(model)}
 
