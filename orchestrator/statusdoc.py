@@ -108,14 +108,21 @@ def status_document(f: StatusFacts) -> StatusSnapshot:
     last_rank = (f.completed if f.ranked is None else f.ranked) - 1
     fits = sorted(e.fitness for e in f.population)
     remaining = max(0, f.target - f.completed)
-    shown = {e.seq for e in (*f.population, *f.top)}
-    points = {e.seq: e for e in (*f.front, *f.population, *f.top) if e.accuracy is not None and e.latency_ms is not None}
+    shown = {(float(e.accuracy), float(e.latency_ms)) for e in (*f.population, *f.top)
+             if e.accuracy is not None and e.latency_ms is not None}
+    # One point per distinct (accuracy, latency): a genome evaluated twice (or two with the same figures) is one
+    # point of the front, as front.png counts it; the earliest proposal stands for it.
+    points: dict[tuple[float, float], Entry] = {}
+    for e in sorted((*f.front, *f.population, *f.top), key=lambda e: e.seq):
+        if e.accuracy is not None and e.latency_ms is not None:
+            points.setdefault((float(e.accuracy), float(e.latency_ms)), e)
     ordered = sorted(points.values(), key=lambda e: e.seq)
     flags = pareto_flags([(float(e.accuracy or 0.0), e.latency_ms) for e in ordered])
     pareto: list[ParetoPoint] = [
         {"fingerprint": e.fingerprint, "accuracy": float(e.accuracy or 0.0), "latency_ms": float(e.latency_ms or 0.0),
          "on_front": on}
-        for e, on in zip(ordered, flags, strict=True) if on or e.seq in shown
+        for e, on in zip(ordered, flags, strict=True)
+        if on or (float(e.accuracy or 0.0), float(e.latency_ms or 0.0)) in shown
     ]
     best: BestInfo | None = None
     if f.best is not None:

@@ -54,6 +54,10 @@ def test_status_from_the_database_is_the_services_document_plus_the_whole_front(
     for p in front:  # nothing completed dominates a point shown on the front
         assert not any(a >= p["accuracy"] and lat <= p["latency_ms"] and (a, lat) != (p["accuracy"], p["latency_ms"])
                        for a, lat in rows)
+    # The same front as front.png draws: one point per distinct (accuracy, latency), the same count.
+    from ui.derive import front_line
+
+    assert sorted((p["accuracy"], p["latency_ms"]) for p in front) == sorted(front_line([(a, lat) for a, lat in rows]))
 
 
 def test_time_travel_at_the_last_event_is_the_present_and_earlier_events_fold_exactly(built: str) -> None:

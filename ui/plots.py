@@ -11,7 +11,6 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from evolution.objectives import pareto_flags
 from ui.derive import best_so_far, front_line
 
 SIZE_INCHES = (8.0, 5.0)
@@ -76,14 +75,13 @@ def front_plot(
     fig = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="tight")
     ax = fig.add_subplot()
     if pts:
-        flags = pareto_flags(pts)
         ax.scatter([p[1] for p in pts], [p[0] for p in pts], s=6, alpha=0.35, color="tab:gray",
                    linewidths=0, label="individual")
         front = front_line(pts)
         # Accuracy rises with latency along the front; 'post' steps show what each latency budget buys.
         ax.step([p[1] for p in front], [p[0] for p in front], where="post", color="tab:green", linewidth=1.5)
         ax.scatter([p[1] for p in front], [p[0] for p in front], s=24, color="tab:green", zorder=3,
-                   label=f"front ({sum(flags)} points)")
+                   label=f"front ({len(front)} points)")
         ax.legend(loc="lower right")
     else:
         ax.text(0.5, 0.5, "no individuals with a latency", ha="center", va="center", transform=ax.transAxes)
