@@ -198,16 +198,26 @@ def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
-def _add_orchestrator(servicer: OrchestratorServicer, server: Any) -> None:
-    """The generated ``add_OrchestratorServicer_to_server``, with lenient request parsing (see ``_lenient``)."""
+def _add_orchestrator(servicer: OrchestratorServicer, server: Any, max_bytes: int) -> None:
+    """The generated ``add_OrchestratorServicer_to_server``, with lenient request parsing (see ``_lenient``)
+    and a response too large to send logged and answered RESOURCE_EXHAUSTED (gRPC would drop it silently on
+    this side; the caller would see only its own error)."""
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name["Orchestrator"].methods:
         request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
 
-        def handle(req: Any, context: grpc.ServicerContext, _impl: Any = getattr(servicer, method.name)) -> Any:
+        def handle(req: Any, context: grpc.ServicerContext, _impl: Any = getattr(servicer, method.name),
+                   _name: str = method.name) -> Any:
             if isinstance(req, _Undecodable):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {req.error}"[:1000])
-            return _impl(req, context)
+            answer = _impl(req, context)
+            size = answer.ByteSize() if answer is not None else 0
+            if size > max_bytes:
+                log.error("%s: the response is %d bytes, more than --max-message-mb allows (%d); not sent",
+                          _name, size, max_bytes)
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"the {_name} response is {size:,} bytes, over the server's limit of {max_bytes:,}")
+            return answer
 
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             handle, request_deserializer=_lenient(request.FromString), response_serializer=response.SerializeToString)
@@ -258,7 +268,7 @@ class RunningServer:
         self._server = grpc.aio.server(
             migration_thread_pool=self._pool, interceptors=interceptors, options=self.config.options()
         )
-        _add_orchestrator(servicer, self._server)
+        _add_orchestrator(servicer, self._server, self.config.max_message_bytes)
         self._health: Any = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(_SERVED, self._server)
@@ -277,7 +287,7 @@ class RunningServer:
     def _start_sync(self, servicer: OrchestratorServicer) -> None:
         interceptors: list[grpc.ServerInterceptor] = [TokenAuthInterceptor(self.config.token)] if self.config.token else []
         self._server = grpc.server(self._pool, interceptors=interceptors, options=self.config.options())
-        _add_orchestrator(servicer, self._server)
+        _add_orchestrator(servicer, self._server, self.config.max_message_bytes)
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(_SERVED, self._server)
