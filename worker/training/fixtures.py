@@ -29,8 +29,10 @@ _PALETTE = np.array(
 )
 
 
-def cifar_images(labels: np.ndarray, rng: np.random.Generator, learnable: bool = True) -> np.ndarray:
-    """NHWC uint8 images: class colour plus a class-specific stripe pattern plus noise (or pure noise)."""
+def cifar_images(labels: np.ndarray, rng: np.random.Generator, learnable: bool = True,
+                 noise: float = 40.0) -> np.ndarray:
+    """NHWC uint8 images: class colour plus a class-specific stripe pattern plus Gaussian noise of std ``noise``
+    (or pure noise). The default is easy; a noise of 100 or more makes children differ in what they learn."""
     n = len(labels)
     if not learnable:
         return rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
@@ -40,7 +42,7 @@ def cifar_images(labels: np.ndarray, rng: np.random.Generator, learnable: bool =
     period = (2 + labels % 5)[:, None, None]
     stripes = np.where(labels[:, None, None] < 5, (rows // period) % 2, (cols // period) % 2).astype(np.float32)
     base = base * (0.6 + 0.4 * stripes[..., None])
-    noisy = base + rng.normal(0.0, 40.0, size=base.shape)
+    noisy = base + rng.normal(0.0, noise, size=base.shape)
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
@@ -56,17 +58,17 @@ def _batch_dict(images: np.ndarray, labels: np.ndarray, name: str) -> dict[bytes
 
 
 def make_cifar_batches(
-    per_batch: int = 100, test_size: int = 100, seed: int = 0, learnable: bool = True,
+    per_batch: int = 100, test_size: int = 100, seed: int = 0, learnable: bool = True, noise: float = 40.0,
 ) -> dict[str, dict[bytes, object]]:
     """The seven pickled files of ``cifar-10-batches-py`` as dicts (5 training batches, test, meta)."""
     rng = np.random.default_rng(seed)
     files: dict[str, dict[bytes, object]] = {}
     for k in range(1, 6):
         labels = rng.integers(0, 10, size=per_batch)
-        files[f"data_batch_{k}"] = _batch_dict(cifar_images(labels, rng, learnable), labels,
+        files[f"data_batch_{k}"] = _batch_dict(cifar_images(labels, rng, learnable, noise), labels,
                                                 f"training batch {k} of 5")
     labels = rng.integers(0, 10, size=test_size)
-    files["test_batch"] = _batch_dict(cifar_images(labels, rng, learnable), labels, "testing batch 1 of 1")
+    files["test_batch"] = _batch_dict(cifar_images(labels, rng, learnable, noise), labels, "testing batch 1 of 1")
     files["batches.meta"] = {
         b"label_names": [c.encode() for c in CIFAR_CLASSES],
         b"num_cases_per_batch": per_batch,
@@ -76,9 +78,10 @@ def make_cifar_batches(
 
 
 def write_cifar_archive(directory: Path, per_batch: int = 100, test_size: int = 100, seed: int = 0,
-                        learnable: bool = True, files: dict[str, dict[bytes, object]] | None = None) -> Path:
+                        learnable: bool = True, files: dict[str, dict[bytes, object]] | None = None,
+                        noise: float = 40.0) -> Path:
     """Write ``directory/cifar-10-python.tar.gz`` in the official layout and return its path."""
-    files = files if files is not None else make_cifar_batches(per_batch, test_size, seed, learnable)
+    files = files if files is not None else make_cifar_batches(per_batch, test_size, seed, learnable, noise)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "cifar-10-python.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
