@@ -26,6 +26,7 @@ JSON schema (stable)::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -80,7 +81,7 @@ def run_mode(prefetch: bool, args: argparse.Namespace, data_dir: Path, cache: Pa
         server.stop()
         service.store.close()
     # A child's training starts train_seconds before it completes; the gap is from the previous completion.
-    gaps = [(b.completed_at or 0.0) - (b.train_seconds or 0.0) - (a.completed_at or 0.0) for a, b in zip(done, done[1:])]
+    gaps = [(b.completed_at or 0.0) - (b.train_seconds or 0.0) - (a.completed_at or 0.0) for a, b in itertools.pairwise(done)]
     return {
         "compile_s_median": round(statistics.median(i.compile_seconds or 0.0 for i in done[1:] or done), 3),
         "gap_s_median": round(statistics.median(gaps), 3) if gaps else None,

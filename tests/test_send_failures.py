@@ -23,9 +23,9 @@ def test_an_oversized_response_is_logged_and_refused_with_its_size(caplog: pytes
     server = start(service, ServerConfig(port=0, max_message_bytes=16 * 1024))
     client = OrchestratorClient(server.address)
     try:
-        with caplog.at_level(logging.ERROR, logger="orchestrator.server"):
-            with pytest.raises(Unavailable, match=r"LeaseWork response is 2\d,\d{3} bytes, over the server's limit of 16,384"):
-                client.lease(WorkerInfo("w", "h", "table"), "big")
+        with (caplog.at_level(logging.ERROR, logger="orchestrator.server"),
+              pytest.raises(Unavailable, match=r"LeaseWork response is 2\d,\d{3} bytes, over the server's limit of 16,384")):
+            client.lease(WorkerInfo("w", "h", "table"), "big")
         assert any("LeaseWork: the response is" in r.getMessage() and "not sent" in r.getMessage()
                    for r in caplog.records)
         # Small answers still go through (the status document carries no spec); the spec itself cannot.

@@ -134,9 +134,10 @@ PRESETS: dict[str, TrainingConfig] = {
     # Final training (``amoeba retrain``) of AmoebaNet-A-sized models on CIFAR-10: N = 6, F = 36 (the published
     # CIFAR-10 model, 3.2 M parameters), 600 epochs, batch 128, learning rate 0.024 with cosine decay (Real et al.
     # 2019, section 4 and appendix A), SGD with momentum 0.9 and weight decay 5e-4 as in the search setting; label
-    # smoothing 0.1, drop-path keep probability 0.7 and the auxiliary head at weight 0.4 as the reference code
+    # smoothing 0.1, drop-path keep probability 0.7 and the auxiliary head at loss weight 0.4 as the reference code
     # trains AmoebaNet (tensorflow/tpu models/official/amoeba_net/amoeba_net_model.py, imagenet_hparams:
-    # label_smoothing, drop_connect_keep_prob, aux_scaling); cutout of 16 px, the CIFAR-10 size of DeVries &
+    # label_smoothing, drop_connect_keep_prob; model_builder.py _build_loss: the auxiliary loss's weights=0.4);
+    # cutout of 16 px, the CIFAR-10 size of DeVries &
     # Taylor 2017 (the reference notes here do not give the paper's own value).
     "amoebanet-final": TrainingConfig(
         preset="amoebanet-final", cells=6, filters=36, epochs=600, batch_size=128, learning_rate=0.024,
