@@ -18,12 +18,14 @@ The shape is aging evolution's: asynchronous (a proposal sees the completions lo
 fold over completions in completion order (the state is the population and the window: plain tuples;
 the surrogate is refitted from the window at each proposal, with numpy, so it is a function of the
 completions alone), and deterministic from (seed, k): ``replay --verify`` re-derives every proposal. Its
-cost per proposal grows with the window (a linear solve over ``window`` points: milliseconds
-at the default of 500; ``amoeba bench`` reports microseconds per evaluation).
+cost per proposal grows with the window (the inverse kernel matrix is updated per completion in
+O(window^2) by block inversion, elementwise: about a millisecond on NAS-Bench-201; ``amoeba bench``
+reports microseconds per evaluation).
 
-Options: ``candidates`` (m, default 10), ``removal`` (``worst``, the default: the population keeps the P
-best, as non-aging evolution; or ``oldest``, as aging evolution), ``length_scale`` (0.167: about one
-decision of NAS-Bench-201's six), ``noise`` (0.1), ``window`` (500).
+Options: ``candidates`` (m, default 10), ``removal`` (``oldest``, the default: the population is the P
+most recent completions, as in aging evolution; or ``worst``: the P best, as non-aging evolution; on
+NAS-Bench-201's protocol, 500 runs, the two measured 94.18 +- 0.28 and 94.19 +- 0.31), ``length_scale``
+(0.167: about one decision of NAS-Bench-201's six), ``noise`` (0.1), ``window`` (500).
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class GuidedEvolution:
     selection: Selection
     length: int
     candidates: int = 10
-    removal: str = "worst"
+    removal: str = "oldest"
     length_scale: float = 1.0 / 6.0
     noise: float = 0.1
     window: int = 500
@@ -207,7 +209,7 @@ class GuidedEvolution:
 def guided(context: AlgorithmContext) -> GuidedEvolution:
     context.check_options(("candidates", "removal", "length_scale", "noise", "window"))
     candidates = integer_option(context, "candidates", 10, 1, 1000)
-    removal = context.choice("removal", "worst", ("worst", "oldest"))
+    removal = context.choice("removal", "oldest", ("oldest", "worst"))
     length_scale = context.option("length_scale", 1.0 / 6.0, 1e-3, 1e3)
     noise = context.option("noise", 0.1, 1e-6, 1e3)
     window = integer_option(context, "window", 500, 2, 20_000)

@@ -59,8 +59,13 @@ def test_states_are_values_and_proposals_deterministic() -> None:
     random.seed(5)
     np.random.seed(5)
     assert algo.propose(grown, 40, rng_for(0, 40))[0] == p
-    # The population keeps the P best (removal: worst), oldest first.
-    assert sorted(m.fitness for m in algo.population(grown)) == sorted(m.fitness for m in members[:13])[3:]
+    # The population is the P most recent completions (removal: oldest, as aging evolution).
+    assert [m.seq for m in algo.population(grown)] == list(range(3, 13))
+    worst = _build(removal="worst")
+    kept = worst.initial()
+    for m in members[:13]:
+        kept = worst.observe(kept, m)
+    assert sorted(m.fitness for m in worst.population(kept)) == sorted(m.fitness for m in members[:13])[3:]
 
 
 def test_the_child_is_the_candidate_the_surrogate_ranks_best_and_never_a_seen_genome() -> None:
@@ -121,7 +126,7 @@ def test_bad_options_are_refused_at_build_time() -> None:
     for options, message in [
         ({"candidates": 0}, "option candidates must be between 1 and 1000"),
         ({"candidates": 2.5}, "candidates must be a whole number"),
-        ({"removal": "random"}, "option removal must be one of worst, oldest"),
+        ({"removal": "random"}, "option removal must be one of oldest, worst"),
         ({"noise": 0}, "option noise must be between"),
         ({"window": 1}, "option window must be between 2"),
         ({"beta": 1}, "unknown algorithm option(s) beta"),
@@ -131,8 +136,9 @@ def test_bad_options_are_refused_at_build_time() -> None:
         assert message in str(raised.value)
 
 
-def test_removal_oldest_is_aging() -> None:
-    algo = _build(removal="oldest")
+def test_removal_oldest_is_aging_and_the_default() -> None:
+    algo = _build()
+    assert algo.removal == "oldest"
     state = algo.initial()
     for k in range(15):
         state = algo.observe(state, Member(k, NB201.sample(rng_for(6, k)), float(k % 4)))

@@ -34,7 +34,8 @@ def _spec(algorithm: str, options: dict[str, Any] | None = None, evaluations: in
 
 @pytest.mark.parametrize(("algorithm", "options"), [("rl", {"learning_rate": 0.05}),
                                                     ("rl", {"policy": "lstm", "hidden": 8, "embedding": 4}),
-                                                    ("guided", {"window": 30})])
+                                                    ("guided", {"window": 30}),
+                                                    ("guided", {"window": 30, "removal": "worst"})])
 def test_out_of_order_workers_and_a_restart_replay_exactly(store_url: str, algorithm: str,
                                                            options: dict[str, Any]) -> None:
     clock = Clock(1_000_000.0, step=0.0)
@@ -71,11 +72,11 @@ def test_out_of_order_workers_and_a_restart_replay_exactly(store_url: str, algor
         assert report.ok, report
         page = service.list_individuals("exp", 10_000, "", "completed")
         members = [i for i in page.individuals if i.in_population]
-        if algorithm == "rl":  # the P most recent completions
-            assert sorted(i.proposal_seq for i in members) == sorted(seq for seq, _ in completed[-6:])
-        else:  # the P best
+        if options.get("removal") == "worst":  # the P best
             best = sorted(completed, key=lambda c: -c[1])[:6]
             assert sorted(i.fitness for i in members) == sorted(a for _, a in best)
+        else:  # the P most recent completions (rl; guided's default removal is the oldest, as aging)
+            assert sorted(i.proposal_seq for i in members) == sorted(seq for seq, _ in completed[-6:])
         mutations = {i.mutation for i in page.individuals}
         assert any(m.startswith("rl:" if algorithm == "rl" else "edge_op") for m in mutations), mutations
     finally:
