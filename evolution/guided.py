@@ -41,7 +41,7 @@ import numpy as np
 from evolution.algorithms import AlgorithmContext, Member, Proposal, Selection
 from evolution.regularized import select_parent
 from evolution.reinforce import integer_option, layout_of
-from genome import SearchSpace
+from genome import GenomeError, SearchSpace
 from mutations import Mutation
 
 #: Predictions are rounded to this many significant digits before the argmax, so that last-bit
@@ -51,10 +51,15 @@ ROUND_DIGITS = 10
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A completed member with its decision sequence (computed once, when it is observed)."""
+    """A completed member with its decision sequence (computed once, when it is observed); None when the
+    space's decision view does not cover the genome (a seeded or hand-made one)."""
 
     member: Member
-    decisions: tuple[int, ...]
+    decisions: tuple[int, ...] | None
+
+    @property
+    def key(self) -> Any:
+        return self.decisions if self.decisions is not None else self.member.genome.fingerprint
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -140,8 +145,14 @@ class GuidedEvolution:
         row = list(decisions)[:self.length]
         return np.array([*row, *([-1] * (self.length - len(row)))], dtype=np.int64)
 
+    def _decisions(self, genome: Any) -> tuple[int, ...] | None:
+        try:
+            return tuple(self.space.decisions(genome))
+        except GenomeError:  # outside the decision view: the surrogate cannot place it
+            return None
+
     def observe(self, state: GuidedState, member: Member) -> GuidedState:
-        completion = Completion(member, tuple(self.space.decisions(member.genome)))
+        completion = Completion(member, self._decisions(member.genome))
         grown = (*state.population, completion)
         if len(grown) > self.population_size:
             if self.removal == "oldest":
@@ -149,7 +160,7 @@ class GuidedEvolution:
             else:
                 worst = min(range(len(grown)), key=lambda i: (grown[i].member.fitness, i))
                 grown = grown[:worst] + grown[worst + 1:]
-        if not math.isfinite(member.fitness):
+        if completion.decisions is None or not math.isfinite(member.fitness):
             return GuidedState(grown, state.window, state.xs, state.kinv)
         row = self._row(completion.decisions)
         # Add the point: the block inverse through the Schur complement s = c - b' K^-1 b.
@@ -176,17 +187,21 @@ class GuidedEvolution:
         parent = select_parent(state.members, self.sample_size, self.selection, rng)
         children = [self.mutation(parent.genome, rng) for _ in range(self.candidates)]
         # Genomes already evaluated, by decision sequence (what the surrogate sees of a genome).
-        seen = {c.decisions for c in state.window} | {c.decisions for c in state.population}
-        fresh: list[tuple[Any, tuple[int, ...]]] = []
+        seen = {c.key for c in state.window} | {c.key for c in state.population}
+        fresh: list[tuple[Any, tuple[int, ...] | None]] = []
         for child in children:
-            decisions = tuple(self.space.decisions(child.genome))
-            if decisions not in seen:
-                seen.add(decisions)
+            decisions = self._decisions(child.genome)
+            key = decisions if decisions is not None else child.genome.fingerprint
+            if key not in seen:
+                seen.add(key)
                 fresh.append((child, decisions))
         if len(fresh) <= 1 or len(state.window) < 2:
             child = fresh[0][0] if fresh else children[0]
             return Proposal(seq, child.genome, parent.seq, child.description), state
-        scores = self.predict(state, [d for _, d in fresh])
+        placed = [d for _, d in fresh if d is not None]
+        predicted = iter(self.predict(state, placed) if placed else [])
+        # A candidate outside the decision view gets the prior mean (0 in standardized units).
+        scores = [next(predicted) if d is not None else 0.0 for _, d in fresh]
         best = max(range(len(fresh)), key=lambda i: (scores[i], -i))
         child = fresh[best][0]
         return Proposal(seq, child.genome, parent.seq, f"{child.description} (best of {len(fresh)} predicted)"), state

@@ -34,8 +34,10 @@ from genome import SearchSpace
 
 Array = npt.NDArray[np.float64]
 Params = tuple[Array, ...]
-#: Genomes sampled (with a fixed local RNG) to learn the shape of a space's decision sequence.
+#: Random decision sequences walked (with a fixed local RNG) to learn the shape of a space's sequence.
 PROBE_SAMPLES = 64
+#: Longer sequences than this are a space's bug (a next_decision that never ends), not a layout.
+MAX_DECISIONS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +60,23 @@ class Layout:
 
     @classmethod
     def probe(cls, space: SearchSpace[Any], samples: int = PROBE_SAMPLES) -> Layout:
+        """Walk ``samples`` random decision sequences through ``next_decision`` (no genome is built, so a
+        space whose decision view covers only part of its genomes is probed as well)."""
         rng = random.Random(0x5EED)  # a local generator: the layout is a pure function of the space
         positions: list[tuple[str, int]] = []
         kinds: dict[str, int] = {}
         for _ in range(samples):
-            for step in steps_of(space, space.decisions(space.sample(rng))):
-                if step.position == len(positions):
-                    positions.append((step.kind, step.choices))
+            prefix: list[int] = []
+            while (decision := space.next_decision(prefix)) is not None:
+                if len(prefix) == len(positions):
+                    positions.append((decision.kind, decision.choices))
                 else:
-                    kind, width = positions[step.position]
-                    positions[step.position] = (kind, max(width, step.choices))
-                kinds[step.kind] = max(kinds.get(step.kind, 0), step.choices)
+                    kind, width = positions[len(prefix)]
+                    positions[len(prefix)] = (kind, max(width, decision.choices))
+                kinds[decision.kind] = max(kinds.get(decision.kind, 0), decision.choices)
+                prefix.append(rng.randrange(decision.choices) if decision.choices > 0 else 0)
+                if len(prefix) > MAX_DECISIONS:
+                    raise ValueError(f"a decision sequence of more than {MAX_DECISIONS} decisions")
         return cls(tuple(positions), tuple(kinds.items()))
 
     def kind_index(self, kind: str) -> int | None:

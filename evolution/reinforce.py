@@ -49,7 +49,7 @@ import numpy as np
 from evolution.algorithms import AlgorithmContext, AlgorithmError, Member, Proposal
 from evolution.policies import Adam, FactorizedPolicy, Layout, LSTMPolicy, Params, Policy, steps_of, zeros_like
 from evolution.rng import rng_for
-from genome import SearchSpace
+from genome import GenomeError, SearchSpace
 
 POLICIES = ("factorized", "lstm")
 #: Per policy: option -> (default, low, high).
@@ -128,7 +128,10 @@ class Reinforce:
         num = self.ema_momentum * state.ema_num + (1.0 - self.ema_momentum) * reward
         den = self.ema_momentum * state.ema_den + (1.0 - self.ema_momentum)
         advantage = reward - num / den
-        steps = steps_of(self.space, self.space.decisions(member.genome))
+        try:
+            steps = steps_of(self.space, self.space.decisions(member.genome))
+        except GenomeError:  # a seeded genome outside the decision view: it moves the baseline only
+            return ReinforceState(state.params, state.m, state.v, state.steps, num, den, recent)
         grads, _, _ = self.policy.grad(state.params, steps, advantage, self.entropy_weight)
         t = state.steps + 1
         params, m, v = self.optimizer.step(state.params, grads, state.m, state.v, t)

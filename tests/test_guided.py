@@ -13,6 +13,7 @@ import spaces
 from evolution import AlgorithmError, Completed, EvolutionConfig, Member, Proposed, fold, rng_for, verify
 from evolution.guided import GuidedState, _hamming_kernel, _standardized_targets
 from evolution.simulate import run_search
+from genome import GenomeError
 
 pytestmark = pytest.mark.unit
 
@@ -143,3 +144,35 @@ def test_removal_oldest_is_aging_and_the_default() -> None:
     for k in range(15):
         state = algo.observe(state, Member(k, NB201.sample(rng_for(6, k)), float(k % 4)))
     assert [m.seq for m in algo.population(state)] == list(range(5, 15))
+
+
+@pytest.mark.parametrize("name", [s.name for s in spaces.all_spaces()])
+def test_every_registered_space_runs_and_replays(name: str) -> None:
+    """Including spaces whose mutations reach genomes outside the decision view (they get the prior mean)."""
+    space = spaces.get(name)
+    config = EvolutionConfig(4, 2, "guided", 9, options={"window": 20})
+    result = run_search(config, space.codec, space.build_mutation(), fixed_fitness, max_evaluations=24)
+    assert len(result.proposals) == 24 and all(p.parent_seq is not None for p in result.proposals[4:])
+    events: list = []
+    for p, fit in zip(result.proposals, result.fitnesses, strict=True):
+        events.append(Proposed(p.seq, p.genome.fingerprint, p.parent_seq, len(events)))
+        events.append(Completed(p.seq, fit, fit, None, len(events)))
+    assert verify(config.build(space.codec, space.build_mutation()), config.seed, events) is None
+
+
+def test_candidates_outside_the_decision_view_get_the_prior_mean() -> None:
+    class PartialView:
+        name = "nb201"
+
+        def __getattr__(self, attr: str):
+            return getattr(NB201.codec, attr)
+
+        def decisions(self, genome):
+            if genome.ops[0] == "none":
+                raise GenomeError("outside the view")
+            return NB201.codec.decisions(genome)
+
+    config = EvolutionConfig(4, 2, "guided", 2)
+    result = run_search(config, PartialView(), NB201.build_mutation(), fixed_fitness, max_evaluations=60)
+    assert len(result.proposals) == 60
+    assert any(p.genome.ops[0] == "none" for p in result.proposals[4:])  # proposed and observed, no error

@@ -27,6 +27,7 @@ from evolution import (
 from evolution.policies import FactorizedPolicy, Layout, LSTMPolicy, Step, log_prob_and_entropy, steps_of
 from evolution.reinforce import ReinforceState
 from evolution.simulate import run_search
+from genome import GenomeError
 
 pytestmark = pytest.mark.unit
 
@@ -227,3 +228,41 @@ def test_golden_first_200_proposals() -> None:
         result = golden_run(spaces.get(space_name), policy)
         assert [p.genome.fingerprint for p in result.proposals] == expected[key], key
     assert len(expected["nasnet/factorized"]) == 200
+
+
+@pytest.mark.parametrize("name", [s.name for s in spaces.all_spaces()])
+@pytest.mark.parametrize("policy", ["factorized", "lstm"])
+def test_every_registered_space_runs_and_replays(name: str, policy: str) -> None:
+    space = spaces.get(name)
+    options = {"policy": policy, "learning_rate": 0.05} | ({"hidden": 8, "embedding": 4} if policy == "lstm" else {})
+    config = EvolutionConfig(4, 2, "rl", 9, options=options)
+    result = run_search(config, space.codec, space.build_mutation(), fixed_fitness, max_evaluations=16)
+    assert all(p.mutation == f"rl:{policy}" for p in result.proposals)
+    events: list = []
+    for p, fit in zip(result.proposals, result.fitnesses, strict=True):
+        events.append(Proposed(p.seq, p.genome.fingerprint, p.parent_seq, len(events)))
+        events.append(Completed(p.seq, fit, fit, None, len(events)))
+    assert verify(config.build(space.codec, space.build_mutation()), config.seed, events) is None
+
+
+class _PartialView:
+    """NB201 whose decision view leaves out the cells with ``none`` on the first edge."""
+
+    name = "nb201"
+
+    def __getattr__(self, attr: str):
+        return getattr(NB201.codec, attr)
+
+    def decisions(self, genome):
+        if genome.ops[0] == "none":
+            raise GenomeError("outside the view")
+        return NB201.codec.decisions(genome)
+
+
+def test_a_completed_genome_outside_the_decision_view_moves_the_baseline_only() -> None:
+    algo = EvolutionConfig(4, 2, "rl", 1).build(_PartialView(), NB201.build_mutation())
+    state = algo.observe(algo.initial(), Member(0, NB201.from_decisions((1, 2, 3, 4, 1, 2)), 50.0))
+    stranger = Member(1, NB201.from_decisions((0, 2, 3, 4, 1, 2)), 80.0)
+    after = algo.observe(state, stranger)
+    assert after.steps == state.steps == 1 and after.params is state.params
+    assert after.baseline != state.baseline and [m.seq for m in after.recent] == [0, 1]
