@@ -82,3 +82,12 @@ def test_compare_reads_both_experiments(database: tuple[Path, str]) -> None:
     missing = amoeba("compare", "--db", url, "rl-c300", "nope", "--no-plot", cwd=tmp)
     assert missing.returncode != 0
     assert missing.stderr.strip().splitlines() == ["amoeba: error: no experiment named 'nope'"]
+
+
+def test_compare_rows_of_an_experiment_without_completions() -> None:
+    from cli.compare import summarize
+
+    row = summarize([{"state": "leased", "fitness": None, "completion_rank": None, "proposal_seq": 0,
+                      "completed_at": None, "in_population": False, "accuracy": None}], 100.0)
+    assert row["evaluations"] == 0 and row["best_fitness"] is None and row["hours_to_99"] is None
+    assert row["median_population_fitness"] is None and row["progress"]["best_fitness"] == []
