@@ -49,7 +49,8 @@ def test_yaml_and_json_files(tmp_path: Path) -> None:
         ({"evaluations": True}, "evaluations must be an integer"),
         ({"space": "resnet"}, "unknown search space 'resnet'; expected one of edgetpu, lse, nasnet, nb201"),
         ({"name": "has space"}, "experiment name must be"),
-        ({"algorithm": "greedy"}, "algorithm: unknown algorithm 'greedy'; expected one of aging, non-aging, random"),
+        ({"algorithm": "greedy"}, "algorithm: unknown algorithm 'greedy'; expected one of aging, fixed, guided, non-aging, "
+                                  "pairwise, random, rl"),
         # The space's registry holds only its own leaves: another space's leaf is unknown to it.
         ({"mutation": {"type": "edge_op"}},
          "mutation: unknown mutation type 'edge_op'; expected one of hidden_state, op, identity, choice, chain, "
