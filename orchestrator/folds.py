@@ -23,6 +23,8 @@ from spaces import Space
 CATCH_UP_PAGE = 1000
 #: Parsed genomes kept (a child's genome is parsed once per process, not once per use).
 GENOME_CACHE = 50_000
+#: Seconds a transaction waits for another of this process to settle the state it committed (see Offer).
+OFFER_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,20 @@ class Snapshot:
     ids: dict[int, int]
 
 
+class Offer:
+    """An algorithm state a transaction of this process is about to commit. Until it is settled, a
+    transaction that finds the experiment at exactly its counters waits for it instead of reading the
+    population again: the other transaction got the experiment's lock once this one's COMMIT was through,
+    possibly before this thread had published what it committed."""
+
+    __slots__ = ("committed", "done", "exp_id", "snapshot")
+
+    def __init__(self, exp_id: int, snapshot: Snapshot) -> None:
+        self.exp_id, self.snapshot = exp_id, snapshot
+        self.committed = False
+        self.done = threading.Event()
+
+
 class Folds:
     """The service's caches. Reads happen inside the caller's transaction; ``keep_*`` are called once that
     transaction has committed, so a cache never holds what the database does not."""
@@ -59,6 +75,7 @@ class Folds:
         self._genomes: dict[str, Genome] = {}
         self._snapshots: dict[int, Snapshot] = {}
         self._stopping: dict[int, tuple[int, StoppingState]] = {}
+        self._offers: dict[int, list[Offer]] = {}
         self._lock = threading.Lock()
 
     def context(self, exp: ExperimentRecord) -> Context:
@@ -95,8 +112,19 @@ class Folds:
         ``in_population`` rows (a bounded query), and a state that is the whole history folds the
         completions it has not seen, in completion order.
         """
+        def exact(s: Snapshot | None) -> bool:
+            return s is not None and s.ranked == ranked and (s.proposals == proposals or ctx.history_state)
+
         cached = self._snapshots.get(exp_id)
-        if cached is not None and cached.ranked == ranked and (cached.proposals == proposals or ctx.history_state):
+        if exact(cached):
+            assert cached is not None
+            return cached
+        offered = next((o for o in self._offers.get(exp_id, ()) if exact(o.snapshot)), None)
+        if offered is not None and offered.done.wait(OFFER_WAIT_S) and offered.committed:
+            return offered.snapshot
+        cached = self._snapshots.get(exp_id)
+        if exact(cached):
+            assert cached is not None
             return cached
         rows = tx.population(exp_id)
         ids = {r.proposal_seq: r.id for r in rows}
@@ -115,9 +143,31 @@ class Folds:
             rank = (page[-1].completion_rank or 0) + 1
         return Snapshot(ranked, proposals, state, ids)
 
-    def keep_snapshot(self, exp_id: int, snapshot: Snapshot) -> None:
-        with self._lock:
+    def _keep(self, exp_id: int, snapshot: Snapshot) -> None:
+        old = self._snapshots.get(exp_id)
+        # Transactions settle in any order; the cache keeps the latest committed state.
+        if old is None or (snapshot.ranked, snapshot.proposals) >= (old.ranked, old.proposals):
             self._snapshots[exp_id] = snapshot
+
+    def offer(self, exp_id: int, snapshot: Snapshot) -> Offer:
+        """Announce a state the caller's transaction is about to commit; ``settle`` it once that is known."""
+        offer = Offer(exp_id, snapshot)
+        with self._lock:
+            self._offers.setdefault(exp_id, []).append(offer)
+        return offer
+
+    def settle(self, offer: Offer, committed: bool) -> None:
+        """The offer's transaction committed (the state becomes the cached one) or did not (it is dropped)."""
+        if offer.done.is_set():
+            return
+        with self._lock:
+            offers = self._offers.get(offer.exp_id, [])
+            if offer in offers:
+                offers.remove(offer)
+            if committed:
+                self._keep(offer.exp_id, offer.snapshot)
+            offer.committed = committed
+        offer.done.set()
 
     def stopping(self, tx: StoreTx, ctx: Context, exp: ExperimentRecord) -> StoppingState:
         """The early-stopping rule's state through the log as committed (``exp.event_seq``), caught up from

@@ -53,7 +53,7 @@ from genome.base import canonical_json
 from orchestrator import rules
 from orchestrator.batch import EventBatch
 from orchestrator.config import parse_spec, spec_to_dict, spec_to_json
-from orchestrator.folds import Context, Folds, Snapshot
+from orchestrator.folds import Context, Folds, Offer, Snapshot
 from orchestrator.statusdoc import (
     RATE_WINDOW,
     Entry,
@@ -114,14 +114,19 @@ class OrchestratorService:
 
     def _run(self, fn: Callable[[StoreTx], Any]) -> Any:
         post: list[Callable[[], object]] = []
-        self._local.post = post
+        offers: list[Offer] = []
+        self._local.post, self._local.offers = post, offers
+        committed = False
         try:
             with self.store.transaction() as tx:
                 result = fn(tx)
+            committed = True
         except StoreUnavailable as exc:
             raise Unavailable(str(exc)) from None
         finally:
-            self._local.post = None
+            self._local.post = self._local.offers = None
+            for offer in offers:  # the algorithm states it committed are the cache's now (or dropped)
+                self._folds.settle(offer, committed)
         for step in post:  # only once the transaction has committed
             step()
         return result
@@ -130,7 +135,7 @@ class OrchestratorService:
         self._local.post.append(step)
 
     def _remember(self, exp_id: int, snapshot: Snapshot) -> None:
-        self._after_commit(lambda: self._folds.keep_snapshot(exp_id, snapshot))
+        self._local.offers.append(self._folds.offer(exp_id, snapshot))
 
     def _experiment(self, exp: ExperimentRecord) -> Experiment:
         return Experiment(

@@ -18,7 +18,7 @@ from roundtrips import counting
 
 import db
 from db import NewIndividual, Store
-from domain import AlreadyExists, FailedPrecondition, Lease, Metrics, WorkerInfo
+from domain import AlreadyExists, FailedPrecondition, Lease, Metrics, NoWork, WorkerInfo
 from orchestrator.config import parse_spec
 from orchestrator.service import OrchestratorService
 
@@ -209,3 +209,43 @@ def test_the_first_call_after_a_postgresql_restart_succeeds(pg_server: Any, pg_u
         assert isinstance(got, Lease), (k, got)
     assert svc.get_experiment("rs").completed == 4
     svc.store.close()
+
+
+def test_concurrent_reports_do_not_read_the_population_again(sql_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction that gets the experiment's lock right after another of this process committed finds the
+    state that one committed (orchestrator.folds.Offer), instead of reading the population rows again."""
+    from db.sql import SqlTx
+
+    reads = []
+    population = SqlTx.population
+
+    def counted(self: SqlTx, experiment_id: int) -> list[Any]:
+        reads.append(experiment_id)
+        return population(self, experiment_id)
+
+    monkeypatch.setattr(SqlTx, "population", counted)
+    svc = OrchestratorService(db.open_store(sql_url))
+    c = 400
+    svc.create_experiment(parse_spec({"name": "cc", "space": "nb201", "population": 20, "sample": 5,
+                                      "evaluations": c, "seed": 5}))
+
+    def client(k: int) -> None:
+        got = svc.lease(WorkerInfo(f"c{k}"), "cc")
+        n = 0
+        while not (isinstance(got, NoWork) and got.done):
+            if isinstance(got, NoWork):
+                time.sleep(0.005)
+                got = svc.lease(WorkerInfo(f"c{k}"), "cc")
+                continue
+            n += 1
+            got = svc.report(got.individual_id, got.token, f"c{k}", Metrics(accuracy=(n * 31 % 97) / 97), True)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert svc.get_experiment("cc").completed == c
+    svc.store.close()
+    # The first use reads it once; a wait that gives up (1 s, a very slow machine) may read it again.
+    assert len(reads) <= 1 + c // 20, len(reads)
