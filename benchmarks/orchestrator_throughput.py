@@ -11,10 +11,15 @@ processes each running ``study.optimize`` on an instant objective (RandomSampler
 goes to its storage, as ours does).
 
 JSON (stable): ``{"amoeba": {KIND: {"evals_per_s", "lease_p50_ms", "lease_p99_ms", "report_p50_ms",
-"report_p99_ms", "evaluations", "seconds"}}, "optuna": {KIND: {"trials_per_s", "trials", "seconds"}},
-"ratio": {KIND: amoeba evals/s over optuna trials/s}, "clients": K, "seconds": S, "server_mode": ...,
-"server_threads": ..., "skipped": {KIND: reason}}``. With ``lease_next`` a report and the next lease
+"report_p99_ms", "evaluations", "seconds", "cpu_ms_per_eval"}}, "optuna": {KIND: {"trials_per_s", "trials",
+"seconds", "cpu_ms_per_trial"}}, "ratio": {KIND: amoeba evals/s over optuna trials/s}, "clients": K,
+"seconds": S, "server_mode": ..., "server_threads": ..., "skipped": {KIND: reason}, "date": "YYYY-MM-DD HH:MM",
+"load_average": {"start": [1, 5, 15 min], "end": [...]}}``. With ``lease_next`` a report and the next lease
 are one round trip, so ``lease_*`` (time to get the next work) and ``report_*`` are the same calls.
+``cpu_ms_per_*`` is ``{"clients", "server", "database"}``: CPU milliseconds per evaluation (trial) used by
+the client processes, the ``amoeba server`` process (null for Optuna, which has none) and PostgreSQL's
+processes (null on SQLite, which runs inside the others) over the run. On a shared machine the rates move
+with the other jobs; these CPU figures much less so.
 PostgreSQL is a throwaway server started like the test suite's (``tests/conftest.py``: Debian's
 ``postgresql`` binaries, run as the ``postgres`` user when root).
 """
@@ -89,7 +94,65 @@ def _wait_for_start(gate: Any) -> float:
     return at
 
 
-def _run_clients(target: Any, args: tuple[Any, ...], clients: int, seconds: float) -> tuple[list[Any], float]:
+def _cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system) a process has used (with ``children``: plus its reaped children's); Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(root: int) -> float:
+    """CPU seconds of a process, its reaped children and its live children (PostgreSQL's postmaster and backends)."""
+    total = _cpu_s(root, children=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == root:
+                total += _cpu_s(int(entry.name))
+    return total
+
+
+class _Meter:
+    """CPU seconds over the measured window: the clients (reaped child processes), and optionally a server
+    process and the database server's processes."""
+
+    def __init__(self, server_pid: int | None = None, db_pid: int | None = None) -> None:
+        self.server_pid, self.db_pid = server_pid, db_pid
+        self.start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self.used: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def _now(self) -> tuple[float, float, float]:
+        import resource
+
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (kids.ru_utime + kids.ru_stime, _cpu_s(self.server_pid) if self.server_pid else 0.0,
+                _tree_cpu_s(self.db_pid) if self.db_pid else 0.0)
+
+    def begin(self, client_pids: list[int]) -> None:
+        # The clients are counted once reaped (their whole life); what they used before the start (spawning,
+        # imports, connecting) is taken off.
+        kids, server, database = self._now()
+        self.start = (kids + sum(_cpu_s(pid) for pid in client_pids), server, database)
+
+    def end(self) -> None:
+        self.used = tuple(b - a for a, b in zip(self.start, self._now(), strict=True))  # type: ignore[assignment]
+
+    def per(self, n: int) -> dict[str, float | None]:
+        """CPU milliseconds per unit of work (``clients``; ``server`` and ``database`` when measured)."""
+        clients, server, database = self.used
+        return {"clients": round(clients / n * 1e3, 3) if n else None,
+                "server": round(server / n * 1e3, 3) if n and self.server_pid else None,
+                "database": round(database / n * 1e3, 3) if n and self.db_pid else None}
+
+
+def _run_clients(target: Any, args: tuple[Any, ...], clients: int, seconds: float,
+                 meter: _Meter | None = None) -> tuple[list[Any], float]:
     """Spawn the clients, let them get ready (imports, connections), start them together, collect results."""
     ctx = mp.get_context("spawn")
     out, ready, go, start_at = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
@@ -99,10 +162,14 @@ def _run_clients(target: Any, args: tuple[Any, ...], clients: int, seconds: floa
     for _ in procs:
         ready.get(timeout=300)
     start_at.value = time.time() + 0.2
+    if meter is not None:
+        meter.begin([p.pid for p in procs if p.pid is not None])
     go.set()
     results = [out.get(timeout=seconds + 300) for _ in procs]
     for p in procs:
         p.join(30)
+    if meter is not None:
+        meter.end()  # the clients are reaped (their CPU counted), the servers still run
     return results, float(start_at.value)
 
 
@@ -128,7 +195,8 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_amoeba(url: str, clients: int, seconds: float, mode: str, threads: int) -> dict[str, Any]:
+def bench_amoeba(url: str, clients: int, seconds: float, mode: str, threads: int,
+                 db_pid: int | None = None) -> dict[str, Any]:
     import db
     from orchestrator.config import parse_spec
     from orchestrator.service import OrchestratorService
@@ -139,8 +207,9 @@ def bench_amoeba(url: str, clients: int, seconds: float, mode: str, threads: int
         {"name": name, "space": "nb201", "population": 50, "sample": 10, "evaluations": 100_000_000, "seed": 1}))
     store.close()
     server, address = _start_server(url, mode, threads)
+    meter = _Meter(server.pid, db_pid)
     try:
-        results, _ = _run_clients(_amoeba_client, (address, name), clients, seconds)
+        results, _ = _run_clients(_amoeba_client, (address, name), clients, seconds, meter)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
@@ -148,7 +217,8 @@ def bench_amoeba(url: str, clients: int, seconds: float, mode: str, threads: int
     latencies = [x for r in results for x in r[1]]
     p50, p99 = _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000
     return {"evals_per_s": round(done / seconds, 1), "lease_p50_ms": round(p50, 2), "lease_p99_ms": round(p99, 2),
-            "report_p50_ms": round(p50, 2), "report_p99_ms": round(p99, 2), "evaluations": done, "seconds": seconds}
+            "report_p50_ms": round(p50, 2), "report_p99_ms": round(p99, 2), "evaluations": done, "seconds": seconds,
+            "cpu_ms_per_eval": meter.per(done)}
 
 
 # --- optuna ---------------------------------------------------------------------------------------------
@@ -165,21 +235,23 @@ def _optuna_client(url: str, study: str, index: int, gate: Any, seconds: float, 
     out.put(None)
 
 
-def bench_optuna(url: str, clients: int, seconds: float) -> dict[str, Any]:
+def bench_optuna(url: str, clients: int, seconds: float, db_pid: int | None = None) -> dict[str, Any]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(url)
     name = f"optuna-{os.getpid()}"
     study = optuna.create_study(study_name=name, storage=storage)
-    _, start_at = _run_clients(_optuna_client, (url, name), clients, seconds)
+    meter = _Meter(None, db_pid)
+    _, start_at = _run_clients(_optuna_client, (url, name), clients, seconds, meter)
     # optimize(timeout=...) lets the trial in progress finish: count trials completed inside the window.
     end = start_at + seconds
     trials = [t for t in study.get_trials(deepcopy=False)
               if t.state == optuna.trial.TrialState.COMPLETE and t.datetime_complete is not None
               and t.datetime_complete.timestamp() <= end]
     storage.remove_session()
-    return {"trials_per_s": round(len(trials) / seconds, 1), "trials": len(trials), "seconds": seconds}
+    return {"trials_per_s": round(len(trials) / seconds, 1), "trials": len(trials), "seconds": seconds,
+            "cpu_ms_per_trial": meter.per(len(trials))}
 
 
 # --- databases ------------------------------------------------------------------------------------------
@@ -190,6 +262,18 @@ def _pg_server() -> Any:
     from conftest import PgServer  # the test suite's throwaway PostgreSQL
 
     return PgServer()
+
+
+def _load() -> list[float]:
+    """The 1-, 5- and 15-minute load averages (the machine is shared: every figure comes with them)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _postmaster_pid(pg: Any) -> int | None:
+    try:
+        return int((Path(pg.data) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     import db
 
     doc: dict[str, Any] = {"amoeba": {}, "optuna": {}, "ratio": {}, "clients": args.clients, "seconds": args.seconds,
-                           "server_mode": args.mode, "server_threads": args.threads, "skipped": {}}
+                           "server_mode": args.mode, "server_threads": args.threads, "skipped": {},
+                           "date": time.strftime("%Y-%m-%d %H:%M"), "load_average": {"start": _load()}}
     tmp = Path(tempfile.mkdtemp(prefix="amoeba-bench-"))
     pg = None
     try:
@@ -228,27 +313,32 @@ def main(argv: list[str] | None = None) -> int:
             db.upgrade(ours)
             if not args.json:
                 print(f"{kind}: amoeba, {args.clients} clients, {args.seconds:g}s ...", file=sys.stderr)
-            doc["amoeba"][kind] = bench_amoeba(ours, args.clients, args.seconds, args.mode, args.threads)
+            db_pid = _postmaster_pid(pg) if kind == "postgresql" else None
+            doc["amoeba"][kind] = bench_amoeba(ours, args.clients, args.seconds, args.mode, args.threads, db_pid)
             if not args.skip_optuna:
                 if not args.json:
                     print(f"{kind}: optuna, {args.clients} processes, {args.seconds:g}s ...", file=sys.stderr)
-                doc["optuna"][kind] = bench_optuna(theirs, args.clients, args.seconds)
+                doc["optuna"][kind] = bench_optuna(theirs, args.clients, args.seconds, db_pid)
                 peer = doc["optuna"][kind]["trials_per_s"]
                 doc["ratio"][kind] = round(doc["amoeba"][kind]["evals_per_s"] / peer, 1) if peer else None
     finally:
         if pg is not None:
             pg.close()
+    doc["load_average"]["end"] = _load()
     if args.json:
         print(json.dumps(doc, sort_keys=True))
     else:
         for kind, ours_doc in doc["amoeba"].items():
             line = (f"{kind}: amoeba {ours_doc['evals_per_s']} evals/s (p50 {ours_doc['lease_p50_ms']} ms, "
                     f"p99 {ours_doc['lease_p99_ms']} ms)")
+            line += f", CPU ms/eval {ours_doc['cpu_ms_per_eval']}"
             if kind in doc["optuna"]:
-                line += f"; optuna {doc['optuna'][kind]['trials_per_s']} trials/s; ratio {doc['ratio'][kind]}x"
+                line += (f"; optuna {doc['optuna'][kind]['trials_per_s']} trials/s, CPU ms/trial "
+                         f"{doc['optuna'][kind]['cpu_ms_per_trial']}; ratio {doc['ratio'][kind]}x")
             print(line)
         for kind, reason in doc["skipped"].items():
             print(f"{kind}: skipped ({reason})")
+        print(f"load average {doc['load_average']['start']} at the start, {doc['load_average']['end']} at the end")
     return 0
 
 

@@ -5,6 +5,9 @@
 Each client thread loops ``report(..., lease_next=True)`` with an instant synthetic evaluation, so the
 figure is the ceiling the store and service put under the gRPC server. ``status_ms_at_100k`` times
 ``status()`` on an experiment whose 100,000 individuals are bulk-inserted into a SQLite file.
+``per_evaluation`` counts what the store sends per ``report(lease_next=True)`` in the steady state (one
+thread): round trips on PostgreSQL, statements on SQLite (``tests/roundtrips.py``). ``load_average``: the
+machine's 1-, 5- and 15-minute load at the start and the end (the rates move with it).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -77,6 +81,29 @@ def run_clients(url: str, evaluations: int, threads: int) -> dict[str, Any]:
     }
 
 
+def count_per_evaluation(url: str, n: int = 50) -> dict[str, Any]:
+    """What the store sends per report that leases the next work, in the steady state (population full)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from roundtrips import counting
+
+    store = db.open_store(url)
+    svc = OrchestratorService(store)
+    name = f"count-{os.getpid()}-{time.time_ns()}"
+    svc.create_experiment(parse_spec({"name": name, "space": "nb201", "population": 50, "sample": 10,
+                                      "evaluations": 10 * n + 200, "seed": 1}))
+    worker = WorkerInfo("count", "localhost", "synthetic")
+    got: Lease | NoWork | None = svc.lease(worker, name)
+    for _ in range(100):
+        assert isinstance(got, Lease)
+        got = svc.report(got.individual_id, got.token, worker.worker_id, Metrics(accuracy=_accuracy(got)), True)
+    with counting(store) as count:
+        for _ in range(n):
+            assert isinstance(got, Lease)
+            got = svc.report(got.individual_id, got.token, worker.worker_id, Metrics(accuracy=_accuracy(got)), True)
+    store.close()
+    return {"kind": count.kind, "per_report_lease_next": round(count.value / n, 2)}
+
+
 def status_at_scale(n: int = 100_000) -> dict[str, Any]:
     """Bulk-insert an experiment of ``n`` completed individuals (through the store's schema), time status()."""
     import random
@@ -138,9 +165,12 @@ def main() -> None:
         url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='amoeba-bench-')) / 'bench.db'}"
     if url != db.MEMORY_URL:
         db.upgrade(url)
-    doc: dict[str, Any] = {"database": url.split("://", 1)[0], "runs": []}
+    doc: dict[str, Any] = {"database": url.split("://", 1)[0], "runs": [], "date": time.strftime("%Y-%m-%d %H:%M"),
+                           "load_average": {"start": [round(x, 2) for x in os.getloadavg()]}}
     for k in (int(x) for x in args.threads.split(",")):
         doc["runs"].append(run_clients(url, args.evaluations, k))
+    doc["per_evaluation"] = count_per_evaluation(url)
+    doc["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
     if not args.skip_status:
         doc["status_at_100k"] = status_at_scale(args.status_individuals)
     if args.json:
@@ -149,6 +179,9 @@ def main() -> None:
     for r in doc["runs"]:
         print(f"{doc['database']}: {r['threads']:>2} threads  {r['evals_per_s']:>8.1f} evals/s  "
               f"{r['cpu_ms_per_eval']:.3f} ms CPU/eval  report p50 {r['report_p50_ms']} ms  p99 {r['report_p99_ms']} ms")
+    per = doc["per_evaluation"]
+    print(f"{doc['database']}: {per['per_report_lease_next']} {per['kind']} per report(lease_next=True); load average "
+          f"{doc['load_average']['start']} at the start, {doc['load_average']['end']} at the end")
     if "status_at_100k" in doc:
         print(f"status() at {doc['status_at_100k']['individuals']} individuals: {doc['status_at_100k']['status_ms']} ms")
 
