@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -39,8 +40,11 @@ def generate(out_root: Path) -> list[Path]:
         f"--grpc_python_out={out_root}",
         *sources,
     ]
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed")
+    # protoc runs in its own process: in-process it shares the interpreter with whatever grpc, JAX
+    # or TensorFlow threads the caller (a long test session) has started, and has crashed there.
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"protoc failed: {done.stderr.strip()}")
     return sorted(p for p in (out_root / PROTO_DIR).iterdir() if p.name.endswith(GENERATED_SUFFIXES))
 
 
