@@ -7,7 +7,7 @@ One table: best fitness, evaluations, hours and evaluations until the first comp
 best (fitness >= best - 0.01 |best|), and the median fitness of the current population.
 
 ``--json`` document (stable): ``{"experiments": {NAME: {"space", "algorithm", "state", "best_fitness",
-"best_accuracy", "best_seq", "evaluations", "hours", "hours_to_99", "evaluations_to_99",
+"best_accuracy", "accuracy_split", "best_seq", "best_params", "best_mult_adds", "best_latency_ms", "evaluations", "hours", "hours_to_99", "evaluations_to_99",
 "median_population_fitness", "population", "progress": {"hours": [...], "evaluations": [...],
 "best_fitness": [...]}}}, "plot": PATH or null}``; ``progress`` lists the completions that raised the
 best fitness, in order; numbers that do not exist yet (no completion) are null.
@@ -47,7 +47,8 @@ def summarize(records: list[dict[str, Any]], created_at: float) -> dict[str, Any
     fitness = [float(r["fitness"]) for r in done]
     population = [float(r["fitness"]) for r in done if r["in_population"]]
     row: dict[str, Any] = {
-        "best_fitness": None, "best_accuracy": None, "best_seq": None, "evaluations": len(done),
+        "best_fitness": None, "best_accuracy": None, "best_seq": None, "best_params": None, "best_mult_adds": None,
+        "best_latency_ms": None, "evaluations": len(done),
         "hours": round(hours[-1], 6) if hours else None, "hours_to_99": None, "evaluations_to_99": None,
         "median_population_fitness": round(statistics.median(population), 6) if population else None,
         "population": len(population),
@@ -59,9 +60,12 @@ def summarize(records: list[dict[str, Any]], created_at: float) -> dict[str, Any
     best = fitness[best_index]
     threshold = best - NEAR_BEST * abs(best)
     first = next(i for i, f in enumerate(fitness) if f >= threshold)
-    accuracy = done[best_index]["accuracy"]
+    winner = done[best_index]
+    accuracy, latency = winner["accuracy"], winner.get("latency_ms")
     row.update(best_fitness=round(best, 6), best_accuracy=round(accuracy, 6) if accuracy is not None else None,
-               best_seq=done[best_index]["proposal_seq"], hours_to_99=round(hours[first], 6),
+               best_seq=winner["proposal_seq"], best_params=winner.get("params"),
+               best_mult_adds=winner.get("mult_adds"),
+               best_latency_ms=round(latency, 4) if latency is not None else None, hours_to_99=round(hours[first], 6),
                evaluations_to_99=first + 1)
     top = -math.inf
     for i, f in enumerate(fitness):
@@ -97,7 +101,10 @@ def compare(
             exp = domain_call(partial(model.experiment, name))
             spec = model.spec(exp)
             row = summarize(domain_call(partial(model.records, name)), exp.created_at)
-            rows[name] = {"space": spec.space, "algorithm": spec.algorithm, "state": str(exp.state), **row}
+            # A final experiment (amoeba retrain) scores on the test split: say so beside its accuracy.
+            split = "test" if (spec.training or {}).get("split") == "final" else "validation"
+            rows[name] = {"space": spec.space, "algorithm": spec.algorithm, "state": str(exp.state),
+                          "accuracy_split": split, **row}
     finally:
         model.close()
     series = {name: row.pop("_series", {"hours": [], "fitness": []}) for name, row in rows.items()}
@@ -110,17 +117,26 @@ def compare(
     if as_json:
         typer.echo(json.dumps({"experiments": rows, "plot": written}, indent=2))
         return
-    table = RichTable(title="best fitness, evaluations and hours in all, until 1 % of the best, median population "
-                            "fitness")
+    table = RichTable(title="best fitness; its accuracy (validation, or test for a final model), parameters, "
+                            "M multiply-adds and latency (ms); evaluations and hours in all, until 1 % of the best; "
+                            "median population fitness")
     widths = {"experiment": max(len(n) for n in rows), "algorithm": max(len(r["algorithm"]) for r in rows.values())}
-    for col in ("experiment", "algorithm", "best", "evals", "hours", "h to 99%", "evals to 99%", "median pop"):
+    for col in ("experiment", "algorithm", "best", "accuracy", "params", "M MACs", "ms", "evals", "hours",
+                "h to 99%", "evals to 99%", "median pop"):
         table.add_column(col, justify="left" if col in widths else "right", no_wrap=col in widths,
                          min_width=widths.get(col))
     for name, r in rows.items():
-        table.add_row(name, r["algorithm"], _fmt(r["best_fitness"], ".4f"), str(r["evaluations"]),
+        split = "test" if r["accuracy_split"] == "test" else "val"
+        accuracy = "-" if r["best_accuracy"] is None else f"{r['best_accuracy']:.4f} {split}"
+        mult_adds = None if r["best_mult_adds"] is None else r["best_mult_adds"] / 1e6
+        table.add_row(name, r["algorithm"], _fmt(r["best_fitness"], ".4f"), accuracy, _fmt(r["best_params"], ","),
+                      _fmt(mult_adds, ".1f"), _fmt(r["best_latency_ms"], ".3f"), str(r["evaluations"]),
                       _fmt(r["hours"], ".3f"), _fmt(r["hours_to_99"], ".3f"), _fmt(r["evaluations_to_99"], "d"),
                       _fmt(r["median_population_fitness"], ".4f"))
     console = Console()
+    if not console.is_terminal:
+        # Piped or logged: no terminal to fit, so the twelve columns keep their values instead of wrapping.
+        console = Console(width=max(console.width, 140))
     console.print(table)
     if written:
         console.print(f"figure: {written}")

@@ -85,6 +85,16 @@ def test_retrain_trains_the_best_on_the_whole_training_split_and_scores_the_test
     assert listed.returncode == 0, listed.stderr
     assert [(r["uri"], r["state"], r["verified"]) for r in json.loads(listed.stdout)] == [
         (model["artifact"], "kept", True)]
+    # Beside its search in `compare`: the final model's test accuracy, size and latency; the search's on validation.
+    compared = _amoeba(tmp, "compare", "--db", db, "nb201-table", "nb201-table-final", "--no-plot", "--json")
+    assert compared.returncode == 0, compared.stderr
+    rows = json.loads(compared.stdout)["experiments"]
+    final, searched_row = rows["nb201-table-final"], rows["nb201-table"]
+    assert (final["accuracy_split"], searched_row["accuracy_split"]) == ("test", "validation")
+    assert final["best_accuracy"] == pytest.approx(model["test_accuracy"])
+    assert (final["best_params"], final["best_mult_adds"]) == (model["params"], model["mult_adds"])
+    assert final["best_params"] > 0 and final["best_mult_adds"] > 0
+    assert final["best_latency_ms"] == pytest.approx(model["latency_ms"], abs=1e-4)
 
 
 @pytest.mark.parametrize(("args", "message"), [
