@@ -80,6 +80,16 @@ def test_tiny_training_learns_the_learnable_fixture(fixture_data: ArrayData) -> 
     assert result.compile_seconds > 0 and result.train_seconds > 0 and np.isfinite(result.final_loss)
 
 
+def test_a_step_budget_ends_inside_the_last_epoch(fixture_data: ArrayData) -> None:
+    per_epoch = 540 // 32
+    config = resolve_training({"preset": "tiny", "epochs": 9, "steps": per_epoch + 5})  # steps wins over epochs
+    seen: list[int] = []
+    result = train_and_evaluate(SmallNet(), fixture_data, config, seed=0,
+                                on_epoch=lambda epoch, accuracy, loss, seconds: seen.append(epoch) is None)
+    assert result.steps == per_epoch + 5
+    assert seen == [1, 2]  # the second epoch is cut short after 5 steps, and still evaluated
+
+
 def test_noise_labels_stay_near_chance(fixture_data: ArrayData) -> None:
     """The same loop on unlearnable data does not report a high accuracy (it measures, it does not invent)."""
     rng = np.random.default_rng(0)
@@ -190,6 +200,10 @@ def test_presets_and_overrides() -> None:
     tiny = resolve_training({"preset": "tiny", "epochs": 2, "dtype": "bfloat16", "learning_rate": 1})
     assert (tiny.cells, tiny.epochs, tiny.dtype, tiny.learning_rate) == (1, 2, "bfloat16", 1.0)
     assert resolve_training({}) == search
+    # Large-Scale Evolution counts steps (Real et al. 2017: 25,600 per child), not epochs.
+    lse = resolve_training({"preset": "lse-cifar10"})
+    assert (lse.steps, lse.batch_size, lse.momentum, lse.weight_decay) == (25_600, 50, 0.9, 1e-4)
+    assert resolve_training({"preset": "tiny", "steps": None}).steps is None
     assert json.loads(json.dumps(tiny.to_json()))["preset"] == "tiny"
 
 
@@ -201,6 +215,8 @@ def test_presets_and_overrides() -> None:
         ({"epochs": 2.5}, "epochs must be an integer"),
         ({"epochs": True}, "epochs must be an integer"),
         ({"epochs": 0}, "epochs must be >= 1"),
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"steps": 2.5}, "steps must be an integer"),
         ({"learning_rate": "fast"}, "learning_rate must be a number"),
         ({"learning_rate": 0}, "learning_rate must be > 0"),
         ({"dtype": "float16"}, "dtype must be one of float32, bfloat16"),

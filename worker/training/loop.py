@@ -86,7 +86,7 @@ def train_and_evaluate(
     initial: Initial | None = None,
     keep_variables: bool = False,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` for ``config.epochs`` and return its accuracy on the held-out split.
+    """Train ``model`` on ``data`` for ``config.epochs`` (or ``config.steps``) and return its accuracy on the held-out split.
 
     ``seed`` drives parameter initialization, shuffling, augmentation and dropout. ``on_step(step,
     total)`` is called after each dispatched step (progress display). ``tracing()`` is entered while the
@@ -127,6 +127,7 @@ class _Compiled:
     batch: int
     eval_batch: int
     total_steps: int
+    epochs: int
     step_key: Any
     params: int
     compile_seconds: float
@@ -140,7 +141,8 @@ def _compile(model: nn.Module, data: TrainData, config: TrainingConfig, seed: in
     if data.num_train < batch:
         raise EvaluationFailed(f"bad data: {data.num_train} training images are fewer than one batch of {batch}")
     steps_per_epoch = data.num_train // batch
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = steps_per_epoch * config.epochs if config.steps is None else config.steps
+    epochs = math.ceil(total_steps / steps_per_epoch)
     tx = make_optimizer(config, total_steps)
     h, w, c = data.image_shape
     init_key, step_key = jax.random.split(jax.random.key(seed, impl=PRNG_IMPL))
@@ -170,7 +172,7 @@ def _compile(model: nn.Module, data: TrainData, config: TrainingConfig, seed: in
             jax.ShapeDtypeStruct((eval_batch,), jnp.float32, sharding=dp.batch),
         ).compile()
     jax.block_until_ready(state)
-    return _Compiled(state, tx, train_step, eval_step, batch, eval_batch, total_steps, step_key, params,
+    return _Compiled(state, tx, train_step, eval_step, batch, eval_batch, total_steps, epochs, step_key, params,
                      time.perf_counter() - compile_start)
 
 
@@ -201,8 +203,11 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
     step = 0
     pending: tuple[int, dict[str, jax.Array]] | None = None
     last: dict[str, float] = {"loss": math.nan, "accuracy": math.nan}
-    for epoch in range(config.epochs):
+    epochs = compiled.epochs
+    for epoch in range(epochs):
         for images, labels in data.train_epoch(epoch, seed, batch):
+            if step >= total_steps:  # a step budget (config.steps) ends inside its last epoch
+                break
             if stop is not None and stop.is_set():
                 raise EvaluationCancelled(f"stopped at step {step + 1} of {total_steps}")
             x, y = dp.put_batch(images, labels.astype(np.int32))
@@ -219,12 +224,12 @@ def _run(model: nn.Module, data: TrainData, config: TrainingConfig, seed: int, s
                 last, pending = _checked(*pending), None
             accuracy = _evaluate(data, dp, eval_step, state, eval_batch)
             if not on_epoch(epoch + 1, accuracy, last["loss"], time.perf_counter() - train_start):
-                raise EvaluationStopped(f"stopped early after epoch {epoch + 1} of {config.epochs}")
+                raise EvaluationStopped(f"stopped early after epoch {epoch + 1} of {epochs}")
     if pending is not None:
         last = _checked(*pending)
 
     # With per-epoch evaluation the last epoch's accuracy is the result; evaluating again would repeat it.
-    if on_epoch is None or config.epochs == 0:
+    if on_epoch is None or epochs == 0:
         accuracy = _evaluate(data, dp, eval_step, state, eval_batch)
     train_seconds = time.perf_counter() - train_start
     return TrainResult(

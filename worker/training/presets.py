@@ -49,6 +49,9 @@ class TrainingConfig:
     last cell at the end of training); ``aux_head_weight`` above 0 trains the auxiliary classifier (on the
     cell before the second reduction cell) and adds its cross-entropy times the weight to the loss
     (tensorflow/tpu amoeba_net: 0.4). Evaluation and export never see them.
+    ``steps`` None trains ``epochs`` whole epochs; a number trains exactly that many steps instead (the
+    papers that count steps, not epochs): ceil(steps / steps per epoch) epochs, the last one cut short, and
+    the learning-rate schedule spans those steps; ``epochs`` is then not used.
     """
 
     preset: str
@@ -56,6 +59,7 @@ class TrainingConfig:
     cells: int = 3
     filters: int = 24
     epochs: int = 25
+    steps: int | None = None
     batch_size: int = 64
     eval_batch_size: int = 256
     learning_rate: float = 0.024
@@ -128,7 +132,7 @@ PRESETS: dict[str, TrainingConfig] = {
     # (this config counts epochs). The learning rate is the genome's (the lse space's training_overrides;
     # 0.1 is the seeds'), and children start from their parents' weights where the space inherits them.
     "lse-cifar10": TrainingConfig(
-        preset="lse-cifar10", epochs=28, batch_size=50, eval_batch_size=500, learning_rate=0.1, momentum=0.9,
+        preset="lse-cifar10", epochs=29, steps=25_600, batch_size=50, eval_batch_size=500, learning_rate=0.1, momentum=0.9,
         weight_decay=1e-4,
     ),
     # Final training (``amoeba retrain``) of AmoebaNet-A-sized models on CIFAR-10: N = 6, F = 36 (the published
@@ -171,11 +175,11 @@ PRESETS: dict[str, TrainingConfig] = {
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
-_INT_KEYS = {"cells", "filters", "epochs", "batch_size", "eval_batch_size", "image_size", "crop_padding", "cutout",
+_INT_KEYS = {"cells", "filters", "epochs", "steps", "batch_size", "eval_batch_size", "image_size", "crop_padding", "cutout",
              "train_examples", "validation_examples", "num_classes"}
 _FLOAT_KEYS = {"learning_rate", "momentum", "weight_decay", "label_smoothing", "dropout", "bn_momentum",
                "drop_path_keep_prob", "aux_head_weight"}
-_OPTIONAL = {"train_examples", "validation_examples", "bn_momentum", "num_classes"}
+_OPTIONAL = {"steps", "train_examples", "validation_examples", "bn_momentum", "num_classes"}
 
 
 def resolve_training(settings: Mapping[str, Any] | None, default_preset: str = DEFAULT_PRESET) -> TrainingConfig:
@@ -245,7 +249,7 @@ def _validate(c: TrainingConfig) -> None:
         if value is not None and value < 1:
             raise TrainingConfigError(f"training setting {key} must be >= 1, got {value}")
 
-    for key in ("cells", "filters", "epochs", "batch_size", "eval_batch_size", "image_size",
+    for key in ("cells", "filters", "epochs", "steps", "batch_size", "eval_batch_size", "image_size",
                 "train_examples", "validation_examples", "num_classes"):
         positive(key)
     if c.dataset not in DATASETS:
