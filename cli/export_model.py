@@ -31,7 +31,7 @@ def export(
     best: Annotated[bool, typer.Option("--best", help="the experiment's best individual")] = False,
     individual: Annotated[int | None, typer.Option("--individual", help="the individual with this proposal number")] = None,
     fmt: Annotated[str, typer.Option("--format", help="tflite-int8: full-integer post-training quantization")] = "tflite-int8",
-    data_dir: Annotated[str | None, typer.Option(envvar="AMOEBA_DATA_DIR", help="folder holding cifar-10-python.tar.gz (default: the cache)")] = None,
+    data_dir: Annotated[str | None, typer.Option(envvar="AMOEBA_DATA_DIR", help="folder holding cifar-10-python.tar.gz (default: the cache), or ImageNet's train/ and val/ class folders")] = None,
     device: Annotated[str, typer.Option(help="Edge TPU device the latency is simulated for (usb3, usb2, pcie, devboard)")] = "usb3",
     representative: Annotated[int, typer.Option(help="training images that calibrate the int8 ranges")] = 256,
     test_limit: Annotated[int | None, typer.Option(help="test images to score float and int8 on (default: all)")] = None,
@@ -48,19 +48,25 @@ def export(
         raise UserError("--representative and --test-limit must be >= 1")
     name, ind, artifact, manifest, weights = _trained(db_url, experiment, individual)
     genome, network, num_classes, image_size, dataset = _network(ind, manifest)
-    if dataset != "cifar10":
-        raise UserError(f"individual {ind.proposal_seq} was trained on {dataset}; export reads CIFAR-10 for calibration "
-                        "and scoring (ImageNet export is not supported yet)")
+    if dataset == "imagenet" and not data_dir:
+        raise UserError(f"individual {ind.proposal_seq} was trained on ImageNet: give --data-dir DIR with "
+                        "DIR/train/<class>/*.JPEG (calibration) and DIR/val/<class>/*.JPEG (scoring)")
     try:
         from flax import serialization
 
-        from export.data import cifar_export_data
+        from export.data import cifar_export_data, imagenet_export_data
         from export.run import export_individual, report_lines
         from worker.training.data_cifar import cache_root, locate_cifar10
 
         variables = serialization.msgpack_restore(weights)
-        source = locate_cifar10(data_dir, cache_dir=cache_root() / "cifar10", download=False, progress=False)
-        data = cifar_export_data(source, image_size=image_size, representative=representative, test_limit=test_limit)
+        if dataset == "imagenet":
+            assert data_dir is not None
+            data = imagenet_export_data(data_dir, image_size=image_size, representative=representative,
+                                        test_limit=test_limit)
+        else:
+            source = locate_cifar10(data_dir, cache_dir=cache_root() / "cifar10", download=False, progress=False)
+            data = cifar_export_data(source, image_size=image_size, representative=representative,
+                                     test_limit=test_limit)
         if data.num_classes != num_classes:
             raise UserError(f"the weights classify {num_classes} classes, the data has {data.num_classes}")
         doc = export_individual(genome, network, variables, data, out, device)

@@ -1,8 +1,11 @@
 """What an export needs of the data: representative images from the training split (calibration) and the
-test split (float against int8 accuracy), at the size the network was trained at."""
+test split (float against int8 accuracy), at the size the network was trained at: CIFAR-10's archive or
+ImageNet's class folders."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,3 +64,31 @@ def cifar_export_data(source: str | Path, *, image_size: int = 32, representativ
     chosen = train.images[spread(len(train), representative)]
     return ExportData(resize_area(chosen, image_size), resize_area(test.images, image_size), test.labels,
                       splits.num_classes, "cifar10")
+
+
+#: Threads decoding ImageNet JPEGs (Pillow releases the GIL while it decodes).
+DECODE_WORKERS = 8
+
+
+def imagenet_export_data(root: str | Path, *, image_size: int = 224, representative: int = REPRESENTATIVE,
+                         test_limit: int | None = None) -> ExportData:
+    """ImageNet from class folders (``worker.training.data_imagenet``: ``train/<wnid>/``, ``val/<wnid>/``, the
+    val folder being the test split of a final training): ``representative`` training images and
+    ``test_limit`` val images (all when None), each spread over the sorted split so that every class is
+    drawn from, decoded as training evaluates them (shorter side to ``image_size``, centre crop)."""
+    from worker.training.data_imagenet import decode_image, list_classes, scan_split
+
+    if representative < 1:
+        raise ExportError(f"need at least one representative image, got {representative}")
+    folder = Path(root)
+    classes = list_classes(folder)
+    train, test = scan_split(folder, "train", classes), scan_split(folder, "val", classes)
+    chosen = spread(len(train), representative)
+    scored = spread(len(test), len(test) if test_limit is None else test_limit)
+
+    def decode(paths: Sequence[Path]) -> np.ndarray:
+        with ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="export-decode") as pool:
+            return np.stack(list(pool.map(lambda p: decode_image(p, image_size), paths)))
+
+    return ExportData(decode([train.paths[i] for i in chosen]), decode([test.paths[i] for i in scored]),
+                      test.labels[scored], len(classes), "imagenet")

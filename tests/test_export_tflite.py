@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import spaces
-from export.data import ExportData, cifar_export_data
+from export.data import ExportData, cifar_export_data, imagenet_export_data
 from export.edgetpu import SUPPORTED_OPS, check
 from export.flatbuf import TfliteModel, read_tflite
 from export.reader import tflite_graph
@@ -32,9 +32,10 @@ from genome import NASNET_OPS, Genome
 from latency import estimate
 from nets.build import build_model, init_variables
 from nets.layers import conv_impl, edgetpu_form
-from tests.fixtures_data import write_cifar_archive
+from tests.fixtures_data import write_cifar_archive, write_imagenet_folders
 from worker.training.augment import CIFAR_MEAN, CIFAR_STD, resize_area
 from worker.training.data_cifar import load_cifar10
+from worker.training.errors import DatasetUnavailable
 from worker.training.presets import resolve_training
 from worker.training.train import init_state, make_optimizer, make_train_step
 
@@ -257,6 +258,29 @@ def test_a_trained_child_float_against_int8_accuracy(tmp_path: Path) -> None:
     assert_full_int8(model)
     errors = lowering_agrees(genome, network, model, SIZE)
     assert all(abs(e) < 0.05 for e in errors.values()), errors
+
+
+def test_an_imagenet_child_calibrates_on_train_and_is_scored_on_val(tmp_path: Path) -> None:
+    """ImageNet's class folders feed the export as CIFAR's archive does: calibration images drawn from every
+    class of train/, the val/ images scored, the model's input at the training size and one logit per class."""
+    root = write_imagenet_folders(tmp_path / "imagenet", train_per_class=6, val_per_class=3)
+    data = imagenet_export_data(root, image_size=SIZE, representative=9)
+    assert (data.dataset, data.num_classes, data.representative.shape) == ("imagenet", 3, (9, SIZE, SIZE, 3))
+    assert sorted(data.test_labels.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # every val image, every class
+    assert len(imagenet_export_data(root, image_size=SIZE, representative=9, test_limit=4).test_labels) == 4
+    genome, network = spaces.parse_genome(NB201), {"cells": 1, "filters": 8}
+    with conv_impl("xla"):
+        variables = init_variables(build_model(genome, network, num_classes=3, dataset="imagenet"),
+                                   (1, SIZE, SIZE, 3), 0)
+    doc = export_individual(genome, network, jax.device_get(variables), data, tmp_path / "imagenet.tflite")
+    assert doc["ops_mapped"] == doc["ops_total"] and doc["test_examples"] == 9, doc
+    assert 0.0 <= doc["int8_accuracy"] <= 1.0 and doc["representative_examples"] == 9
+    model = read_tflite(doc["out"])
+    assert_full_int8(model)
+    assert model.tensor(model.inputs[0]).shape == (1, SIZE, SIZE, 3)
+    assert model.tensor(model.outputs[0]).shape == (1, 3)
+    with pytest.raises(DatasetUnavailable, match="ImageNet not found"):
+        imagenet_export_data(tmp_path / "nowhere", image_size=SIZE)
 
 
 def test_latency_tflite_reads_the_export_without_jax_or_tensorflow(tiny_export: tuple[dict[str, Any], TfliteModel]) -> None:
