@@ -1,11 +1,17 @@
-"""The NAS-Bench-201 skeleton around a genome's cell as layer IR (the nb201 space's lowering)."""
+"""The NAS-Bench-201 skeleton around a genome's cell as layer IR (the nb201 space's lowering), and the fast
+estimate that prices a genome from per-cell totals without lowering the whole network."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from genome.base import GenomeError
 from genome.nb201 import NB201Genome
 from latency.builder import Net, check_args
-from latency.ir import ADD, AVG_POOL, GRAPH_INPUT, Graph
+from latency.estimate import LatencyReport, device_and_clock, static_cost
+from latency.hardware import EXECUTABLE_RESERVE_BYTES, PARAM_CACHE_BYTES
+from latency.ir import ADD, AVG_POOL, GRAPH_INPUT, Graph, Layer, Shape, numel
 
 
 def _nb201_cell(net: Net, name: str, genome: NB201Genome, src: int | None) -> int | None:
@@ -36,15 +42,12 @@ def _nb201_cell(net: Net, name: str, genome: NB201Genome, src: int | None) -> in
     return nodes[3]
 
 
-def lower_nb201(genome: NB201Genome, *, input_size: int = 32, num_classes: int = 10, cells: int = 5,
-                filters: int = 16) -> Graph:
-    """The NAS-Bench-201 skeleton around ``genome``'s cell: stem, 3 stages of ``cells`` cells with
-    ``filters``, 2x, 4x channels (5 and 16 in the benchmark) joined by residual blocks, head.
+#: ``cell(name, src) -> output``: how the skeleton places a cell (``None``: the output is a constant).
+PlaceCell = Callable[[str, int], "int | None"]
 
-    A cell whose output has no path from its input makes the rest of the network a constant: only
-    the layers before it remain (the tracing front end sees the same)."""
-    check_args(cells, filters, input_size, num_classes)
-    net = Net(f"nb201 C={filters} N={cells} {input_size}x{input_size}", (input_size, input_size, 3))
+
+def _stages(net: Net, filters: int, cells: int, cell: PlaceCell) -> int | None:
+    """Stem, then 3 stages of ``cells`` cells with ``filters``, 2x, 4x channels joined by residual blocks."""
     x: int | None = net.conv("stem/conv", GRAPH_INPUT, filters, (3, 3))
     for stage in range(3):
         c = filters * 2**stage
@@ -57,10 +60,173 @@ def lower_nb201(genome: NB201Genome, *, input_size: int = 32, num_classes: int =
             x = net.binary(f"{name}/add", ADD, (short, b))
         for k in range(cells):
             if x is not None:
-                x = _nb201_cell(net, f"stage{stage}/cell{k}", genome, x)
+                x = cell(f"stage{stage}/cell{k}", x)
+    return x
+
+
+def _name(input_size: int, cells: int, filters: int) -> str:
+    return f"nb201 C={filters} N={cells} {input_size}x{input_size}"
+
+
+def lower_nb201(genome: NB201Genome, *, input_size: int = 32, num_classes: int = 10, cells: int = 5,
+                filters: int = 16) -> Graph:
+    """The NAS-Bench-201 skeleton around ``genome``'s cell: stem, 3 stages of ``cells`` cells with
+    ``filters``, 2x, 4x channels (5 and 16 in the benchmark) joined by residual blocks, head.
+
+    A cell whose output has no path from its input makes the rest of the network a constant: only
+    the layers before it remain (the tracing front end sees the same)."""
+    check_args(cells, filters, input_size, num_classes)
+    net = Net(_name(input_size, cells, filters), (input_size, input_size, 3))
+    x = _stages(net, filters, cells, lambda name, src: _nb201_cell(net, name, genome, src))
     if x is None:
         return net.b.build()
     net.bn(x)  # the head's BN (ReLU fuses)
     return net.b.build(net.head(x, num_classes))
 
 
+# -- the fast estimate: per-cell totals ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Sums:
+    """Additive chip costs of live layers that all run on the chip with cached parameters."""
+
+    cycles: float = 0.0
+    spill: int = 0
+    param_bytes: int = 0
+    macs: int = 0
+    params: int = 0
+
+    def __add__(self, other: _Sums) -> _Sums:
+        return _Sums(self.cycles + other.cycles, self.spill + other.spill, self.param_bytes + other.param_bytes,
+                     self.macs + other.macs, self.params + other.params)
+
+    def times(self, n: int) -> _Sums:
+        return _Sums(self.cycles * n, self.spill * n, self.param_bytes * n, self.macs * n, self.params * n)
+
+
+def _sums(layers: tuple[Layer, ...] | list[Layer]) -> _Sums:
+    cycles = 0.0
+    spill = pbytes = macs = params = 0
+    for layer in layers:
+        c, _, p, s = static_cost(layer.kind, layer.in_shapes, layer.out_shape, layer.kernel, layer.groups,
+                                  layer.weights, layer.params, layer.macs)
+        cycles += c
+        spill += s
+        pbytes += p
+        macs += layer.macs
+        params += layer.params
+    return _Sums(cycles, spill, pbytes, macs, params)
+
+
+@dataclass(frozen=True, slots=True)
+class _CellTotals:
+    """One cell alone on an input shape: its live layers' sums; ``constant`` when its output does not
+    depend on its input; ``passthrough`` when its output is its input (only skips reach node 3); else
+    whether the layer producing its output has no weights (the head's BN then adds to its parameter bytes)."""
+
+    sums: _Sums
+    constant: bool
+    passthrough: bool
+    weightless_output: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Skeleton:
+    """Everything but the cells: the layers' sums (the head's BN not counted), each cell's input shape
+    in order, and for each cell whether the skeleton layer feeding it has no weights."""
+
+    sums: _Sums
+    cell_shapes: tuple[Shape, ...]
+    fed_by_weightless: tuple[bool, ...]
+    head_channels: int
+
+
+_cells: dict[tuple[NB201Genome, Shape], _CellTotals] = {}
+_skeletons: dict[tuple[int, int, int, int], _Skeleton] = {}
+_MEMO_LIMIT = 8192
+
+
+def clear_cell_totals() -> None:
+    """Forget the per-cell totals ``estimate_fast`` memoizes (``spaces.clear_cache`` calls this)."""
+    _cells.clear()
+    _skeletons.clear()
+
+
+def _cell_totals(genome: NB201Genome, shape: Shape) -> _CellTotals:
+    found = _cells.get((genome, shape))
+    if found is None:
+        net = Net("cell", shape)
+        out = _nb201_cell(net, "cell", genome, GRAPH_INPUT)
+        if out is None:
+            found = _CellTotals(_Sums(), True, False, False)
+        elif out == GRAPH_INPUT:
+            found = _CellTotals(_Sums(), False, True, False)
+        else:
+            live = net.b.build(out).layers  # build(out) keeps the layers node 3 depends on, ending with it
+            found = _CellTotals(_sums(live), False, False, live[-1].weights == 0)
+        if len(_cells) >= _MEMO_LIMIT:
+            _cells.clear()
+        _cells[(genome, shape)] = found
+    return found
+
+
+def _skeleton(input_size: int, num_classes: int, cells: int, filters: int) -> _Skeleton:
+    key = (input_size, num_classes, cells, filters)
+    found = _skeletons.get(key)
+    if found is None:
+        net = Net("skeleton", (input_size, input_size, 3))
+        shapes: list[Shape] = []
+        fed: list[bool] = []
+
+        def passthrough(_name: str, src: int) -> int:  # an NB201 cell keeps its input's shape
+            shapes.append(net.shape(src))
+            fed.append(net.b.layers[src].weights == 0)
+            return src
+
+        x = _stages(net, filters, cells, passthrough)
+        assert x is not None
+        channels = net.shape(x)[-1]
+        net.head(x, num_classes)
+        found = _Skeleton(_sums(net.b.layers), tuple(shapes), tuple(fed), channels)
+        _skeletons[key] = found
+    return found
+
+
+def estimate_fast(genome: NB201Genome, *, input_size: int, num_classes: int, cells: int, filters: int,
+                  device: str, clock_mhz: int | None) -> LatencyReport | None:
+    """The latency of ``genome``'s network from memoized per-cell and skeleton totals (the same report as
+    ``estimate(lower_nb201(...), layers=False)`` up to float rounding), or None where the full path must
+    decide: a cell whose output is a constant, or parameters that do not all fit on the chip.
+
+    A new genome lowers its cell once per stage shape (three cells, not the whole network): the search
+    server prices every child this way at proposal."""
+    check_args(cells, filters, input_size, num_classes)
+    dev, clock = device_and_clock(device, clock_mhz)
+    skeleton = _skeleton(input_size, num_classes, cells, filters)
+    # The cells of a stage share an input shape: one look-up per stage, times the cells in it.
+    per_stage = [_cell_totals(genome, shape) for shape in skeleton.cell_shapes[::cells]]
+    if any(c.constant for c in per_stage):
+        return None
+    total = skeleton.sums
+    for c in per_stage:
+        total = total + c.sums.times(cells)
+    # The head's BN folds into the layer that produced the last cell's output: a convolution's folded
+    # bytes are in its bias, a weightless layer's are its own. Every cell is the same genome, so when the
+    # cell passes its input through, they all do, and that layer is the last residual block's add.
+    last = per_stage[-1]
+    weightless = skeleton.fed_by_weightless[-1] if last.passthrough else last.weightless_output
+    bn = 2 * skeleton.head_channels
+    total = total + _Sums(params=bn, param_bytes=bn if weightless else 0)
+    if total.param_bytes > PARAM_CACHE_BYTES - EXECUTABLE_RESERVE_BYTES:
+        return None
+    hz, bw = clock * 1e6, dev.link_bytes_per_s
+    io_s = (numel((input_size, input_size, 3)) + num_classes) / bw
+    tpu_s = total.cycles / hz + 2 * total.spill / bw
+    invoke_s = dev.invoke_ms / 1e3
+    return LatencyReport(
+        graph=_name(input_size, cells, filters), device=dev.name, clock_mhz=clock,
+        latency_ms=(invoke_s + io_s + tpu_s) * 1e3, invoke_ms=invoke_s * 1e3, transfer_ms=io_s * 1e3,
+        tpu_ms=tpu_s * 1e3, cpu_ms=0.0, on_chip_param_bytes=total.param_bytes, streamed_bytes=0,
+        spill_bytes=total.spill, fits_on_chip=True, fallback_ops=(), macs=total.macs, params=total.params, layers=(),
+    )

@@ -182,9 +182,10 @@ def _json(text: str) -> Any:
 
 
 def clear_cache() -> None:
-    """Forget memoized latency estimates, the NASNet fast path's per-cell totals included (benchmarks
+    """Forget memoized latency estimates, the NASNet and NB201 fast paths' per-cell totals included (benchmarks
     measure the uncached cost)."""
-    from latency.nasnet import clear_cell_totals
+    from latency import nasnet, nb201
 
     _estimate.cache_clear()
-    clear_cell_totals()
+    nasnet.clear_cell_totals()
+    nb201.clear_cell_totals()

@@ -11,6 +11,7 @@ import spaces
 from genome import NASNET_OPS
 from latency import LatencyError, LatencySettingsError, LoweringError, estimate, resolve_settings
 from latency import nasnet as nasnet_lowering
+from latency import nb201 as nb201_lowering
 from latency.builder import check_args
 from latency.hardware import PARAM_CACHE_BYTES, PROFILES, utilization
 from latency.ir import (
@@ -277,3 +278,39 @@ def test_the_objective_path_equals_the_full_estimate() -> None:
     full = space.estimate(big, settings, layers=True)
     assert len(full.layers) == len(space.graph(big, **settings.network_dict()).layers)
     assert full.latency_ms == pytest.approx(fast.latency_ms, rel=1e-9)
+
+
+def test_the_nb201_objective_path_equals_the_full_estimate() -> None:
+    # The server prices every NB201 child at proposal through the per-cell fast path: the same report as
+    # lowering every layer, for cells that pass their input through (the head's BN then folds into a layer
+    # of an earlier cell, or the residual block's add), dead edges, and networks of every size.
+    spaces.clear_cache()
+    passthrough = NB201.parse("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    pool_last = NB201.parse("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|avg_pool_3x3~2|")
+    dead_edge = NB201.parse("|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
+    rng = random.Random(5)
+    genomes = [passthrough, pool_last, dead_edge, *rng.sample(NB201.codec.all_genomes(), 60)]
+    priced = 0
+    for genome in genomes:
+        for cells, filters, size, classes, device in ((5, 16, 32, 10, "usb3"), (1, 8, 16, 3, "usb2"),
+                                                      (2, 24, 64, 100, "pcie")):
+            settings = NB201.latency_settings({"cells": cells, "filters": filters, "input_size": size,
+                                               "num_classes": classes, "device": device})
+            fast = NB201.estimate(genome, settings, layers=False)
+            full = estimate(lower_nb201(genome, cells=cells, filters=filters, input_size=size, num_classes=classes),
+                            device)
+            assert fast.layers == () and (fast.fits_on_chip, fast.graph) == (full.fits_on_chip, full.graph)
+            assert (fast.macs, fast.params, fast.on_chip_param_bytes, fast.spill_bytes) == (
+                full.macs, full.params, full.on_chip_param_bytes, full.spill_bytes), genome.to_arch_str()
+            assert fast.latency_ms == pytest.approx(full.latency_ms, rel=1e-12)
+            priced += 1
+    assert priced == 3 * len(genomes) and nb201_lowering._cells  # the per-cell totals were memoized
+    # A cell whose output is a constant, and a network too large for the on-chip cache: the full path decides.
+    constant = NB201.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    network = {"input_size": 32, "num_classes": 10, "cells": 5, "filters": 16, "device": "usb3", "clock_mhz": None}
+    assert nb201_lowering.estimate_fast(constant, **network) is None
+    huge = {**network, "filters": 256, "input_size": 64}
+    assert nb201_lowering.estimate_fast(dead_edge, **huge) is None
+    assert not NB201.estimate(dead_edge, NB201.latency_settings({"filters": 256, "input_size": 64})).fits_on_chip
+    spaces.clear_cache()
+    assert not nb201_lowering._cells
