@@ -7,14 +7,13 @@ after the first two, the head. ``estimate_totals`` prices a genome from memoized
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from genome.nasnet import NASNET_OPS, NUM_INPUTS, Cell, NASNetGenome
 from latency.builder import LoweringError, Net, check_args
-from latency.estimate import LatencyReport, device_and_clock, static_cost
-from latency.hardware import EXECUTABLE_RESERVE_BYTES, PARAM_CACHE_BYTES
+from latency.estimate import LatencyReport, device_and_clock
 from latency.ir import ADD, AVG_POOL, CONCAT, GRAPH_INPUT, MAX_POOL, RESHAPE, Graph, IRError, Layer, Shape, numel
+from latency.totals import ChipTotals, report_from_totals, totals
 
 STEM_MULTIPLIER = 3  # CIFAR stem: 3F filters
 IMAGENET_STEM_FILTERS = 32
@@ -250,34 +249,11 @@ def lower_stem_and_head(stem: str, filters: int, input_size: int, last_shape: tu
 # -- the fast estimate: per-cell totals ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Totals:
-    """Additive chip costs of a group of layers that all run on the chip with cached parameters."""
-
-    cycles: float = 0.0
-    spill: int = 0
-    param_bytes: int = 0
-    macs: int = 0
-    params: int = 0
-
-    def __add__(self, other: _Totals) -> _Totals:
-        return _Totals(self.cycles + other.cycles, self.spill + other.spill, self.param_bytes + other.param_bytes,
-                       self.macs + other.macs, self.params + other.params)
+def _totals(graph: Graph) -> ChipTotals:
+    return totals(graph.layers)
 
 
-def _totals(graph: Graph) -> _Totals:
-    cycles = 0.0
-    spill = pbytes = 0
-    for layer in graph.layers:
-        c, _, p, s = static_cost(layer.kind, layer.in_shapes, layer.out_shape, layer.kernel, layer.groups,
-                                  layer.weights, layer.params, layer.macs)
-        cycles += c
-        spill += s
-        pbytes += p
-    return _Totals(cycles, spill, pbytes, graph.total_macs(), graph.total_params())
-
-
-_cell_totals: dict[tuple[Any, ...], tuple[_Totals, Shape, bool, bool]] = {}
+_cell_totals: dict[tuple[Any, ...], tuple[ChipTotals, Shape, bool, bool]] = {}
 _CELL_TOTALS_LIMIT = 4096
 
 
@@ -292,12 +268,12 @@ def estimate_totals(genome: NASNetGenome, cells: int, filters: int, input_size: 
     filters), or None when its parameters do not all fit on chip (then layer order matters: the full path)."""
     check_args(cells, filters, input_size, num_classes)
     stem = resolve_stem(input_size, STEMS.get(dataset, dataset))
-    dev, clock = device_and_clock(device, clock_mhz)
+    device_and_clock(device, clock_mhz)  # an unknown device or clock is an error before any lowering
     # A tensor is (identity, shape): the identity tells a cell whose two inputs are one tensor, and
     # liveness is tracked per tensor (a cell that never reads state 0 leaves the cell before last dead).
     Tensor = tuple[int, Shape]
     ids = iter(range(1 << 30))
-    done: list[tuple[int, int, int, _Totals, bool, bool]] = []  # (out, h_prev, h_prevprev, totals, reads...)
+    done: list[tuple[int, int, int, ChipTotals, bool, bool]] = []  # (out, h_prev, h_prevprev, totals, reads...)
 
     def cell_fn(name: str, cell: Cell, h_prev: Tensor, h_prevprev: Tensor, f: int, reduction: bool) -> Tensor:
         same = h_prev[0] == h_prevprev[0]
@@ -331,15 +307,7 @@ def estimate_totals(genome: NASNetGenome, cells: int, filters: int, input_size: 
     if stem_id not in live:
         return None  # the output does not depend on the input; let the full path say what remains
     total = total + _totals(stem_graph)
-    if total.param_bytes > PARAM_CACHE_BYTES - EXECUTABLE_RESERVE_BYTES:
+    if not total.fits_on_chip:
         return None
-    hz, bw = clock * 1e6, dev.link_bytes_per_s
-    io_s = (numel((input_size, input_size, 3)) + num_classes) / bw
-    tpu_s = total.cycles / hz + 2 * total.spill / bw
-    invoke_s = dev.invoke_ms / 1e3
-    return LatencyReport(
-        graph=f"nasnet N={cells} F={filters} {input_size}x{input_size}", device=dev.name, clock_mhz=clock,
-        latency_ms=(invoke_s + io_s + tpu_s) * 1e3, invoke_ms=invoke_s * 1e3, transfer_ms=io_s * 1e3,
-        tpu_ms=tpu_s * 1e3, cpu_ms=0.0, on_chip_param_bytes=total.param_bytes, streamed_bytes=0,
-        spill_bytes=total.spill, fits_on_chip=True, fallback_ops=(), macs=total.macs, params=total.params, layers=(),
-    )
+    return report_from_totals(f"nasnet N={cells} F={filters} {input_size}x{input_size}", total,
+                              numel((input_size, input_size, 3)) + num_classes, device, clock_mhz)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from genome.base import GenomeError
 from genome.nb201 import NB201Genome
 from latency.builder import Net, check_args
-from latency.estimate import LatencyReport, device_and_clock, static_cost
-from latency.hardware import EXECUTABLE_RESERVE_BYTES, PARAM_CACHE_BYTES
-from latency.ir import ADD, AVG_POOL, GRAPH_INPUT, Graph, Layer, Shape, numel
+from latency.estimate import LatencyReport, device_and_clock
+from latency.ir import ADD, AVG_POOL, GRAPH_INPUT, Graph, Shape, numel
+from latency.totals import ChipTotals, report_from_totals, totals
 
 
 def _nb201_cell(net: Net, name: str, genome: NB201Genome, src: int | None) -> int | None:
@@ -88,44 +88,12 @@ def lower_nb201(genome: NB201Genome, *, input_size: int = 32, num_classes: int =
 
 
 @dataclass(frozen=True, slots=True)
-class _Sums:
-    """Additive chip costs of live layers that all run on the chip with cached parameters."""
-
-    cycles: float = 0.0
-    spill: int = 0
-    param_bytes: int = 0
-    macs: int = 0
-    params: int = 0
-
-    def __add__(self, other: _Sums) -> _Sums:
-        return _Sums(self.cycles + other.cycles, self.spill + other.spill, self.param_bytes + other.param_bytes,
-                     self.macs + other.macs, self.params + other.params)
-
-    def times(self, n: int) -> _Sums:
-        return _Sums(self.cycles * n, self.spill * n, self.param_bytes * n, self.macs * n, self.params * n)
-
-
-def _sums(layers: tuple[Layer, ...] | list[Layer]) -> _Sums:
-    cycles = 0.0
-    spill = pbytes = macs = params = 0
-    for layer in layers:
-        c, _, p, s = static_cost(layer.kind, layer.in_shapes, layer.out_shape, layer.kernel, layer.groups,
-                                  layer.weights, layer.params, layer.macs)
-        cycles += c
-        spill += s
-        pbytes += p
-        macs += layer.macs
-        params += layer.params
-    return _Sums(cycles, spill, pbytes, macs, params)
-
-
-@dataclass(frozen=True, slots=True)
 class _CellTotals:
     """One cell alone on an input shape: its live layers' sums; ``constant`` when its output does not
     depend on its input; ``passthrough`` when its output is its input (only skips reach node 3); else
     whether the layer producing its output has no weights (the head's BN then adds to its parameter bytes)."""
 
-    sums: _Sums
+    sums: ChipTotals
     constant: bool
     passthrough: bool
     weightless_output: bool
@@ -136,7 +104,7 @@ class _Skeleton:
     """Everything but the cells: the layers' sums (the head's BN not counted), each cell's input shape
     in order, and for each cell whether the skeleton layer feeding it has no weights."""
 
-    sums: _Sums
+    sums: ChipTotals
     cell_shapes: tuple[Shape, ...]
     fed_by_weightless: tuple[bool, ...]
     head_channels: int
@@ -159,12 +127,12 @@ def _cell_totals(genome: NB201Genome, shape: Shape) -> _CellTotals:
         net = Net("cell", shape)
         out = _nb201_cell(net, "cell", genome, GRAPH_INPUT)
         if out is None:
-            found = _CellTotals(_Sums(), True, False, False)
+            found = _CellTotals(ChipTotals(), True, False, False)
         elif out == GRAPH_INPUT:
-            found = _CellTotals(_Sums(), False, True, False)
+            found = _CellTotals(ChipTotals(), False, True, False)
         else:
             live = net.b.build(out).layers  # build(out) keeps the layers node 3 depends on, ending with it
-            found = _CellTotals(_sums(live), False, False, live[-1].weights == 0)
+            found = _CellTotals(totals(live), False, False, live[-1].weights == 0)
         if len(_cells) >= _MEMO_LIMIT:
             _cells.clear()
         _cells[(genome, shape)] = found
@@ -188,7 +156,7 @@ def _skeleton(input_size: int, num_classes: int, cells: int, filters: int) -> _S
         assert x is not None
         channels = net.shape(x)[-1]
         net.head(x, num_classes)
-        found = _Skeleton(_sums(net.b.layers), tuple(shapes), tuple(fed), channels)
+        found = _Skeleton(totals(net.b.layers), tuple(shapes), tuple(fed), channels)
         _skeletons[key] = found
     return found
 
@@ -202,7 +170,7 @@ def estimate_fast(genome: NB201Genome, *, input_size: int, num_classes: int, cel
     A new genome lowers its cell once per stage shape (three cells, not the whole network): the search
     server prices every child this way at proposal."""
     check_args(cells, filters, input_size, num_classes)
-    dev, clock = device_and_clock(device, clock_mhz)
+    device_and_clock(device, clock_mhz)  # an unknown device or clock is an error before any lowering
     skeleton = _skeleton(input_size, num_classes, cells, filters)
     # The cells of a stage share an input shape: one look-up per stage, times the cells in it.
     per_stage = [_cell_totals(genome, shape) for shape in skeleton.cell_shapes[::cells]]
@@ -217,16 +185,8 @@ def estimate_fast(genome: NB201Genome, *, input_size: int, num_classes: int, cel
     last = per_stage[-1]
     weightless = skeleton.fed_by_weightless[-1] if last.passthrough else last.weightless_output
     bn = 2 * skeleton.head_channels
-    total = total + _Sums(params=bn, param_bytes=bn if weightless else 0)
-    if total.param_bytes > PARAM_CACHE_BYTES - EXECUTABLE_RESERVE_BYTES:
+    total = total + ChipTotals(params=bn, param_bytes=bn if weightless else 0)
+    if not total.fits_on_chip:
         return None
-    hz, bw = clock * 1e6, dev.link_bytes_per_s
-    io_s = (numel((input_size, input_size, 3)) + num_classes) / bw
-    tpu_s = total.cycles / hz + 2 * total.spill / bw
-    invoke_s = dev.invoke_ms / 1e3
-    return LatencyReport(
-        graph=_name(input_size, cells, filters), device=dev.name, clock_mhz=clock,
-        latency_ms=(invoke_s + io_s + tpu_s) * 1e3, invoke_ms=invoke_s * 1e3, transfer_ms=io_s * 1e3,
-        tpu_ms=tpu_s * 1e3, cpu_ms=0.0, on_chip_param_bytes=total.param_bytes, streamed_bytes=0,
-        spill_bytes=total.spill, fits_on_chip=True, fallback_ops=(), macs=total.macs, params=total.params, layers=(),
-    )
+    return report_from_totals(_name(input_size, cells, filters), total,
+                              numel((input_size, input_size, 3)) + num_classes, device, clock_mhz)
