@@ -65,7 +65,7 @@ def ancestry_plot(records: Sequence[Mapping[str, Any]], path: str | Path, *, cre
                   title: str = "") -> Path:
     """Every finished individual as a dot (accuracy over wall time) and the best one's ancestry as a line,
     its last ``LABELLED`` steps labelled with their mutations; written as a PNG to ``path``."""
-    from ui.plots import _save
+    from ui.files import save_png
 
     xs, x_label = time_axis(records, created_at)
     fig = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="tight")
@@ -98,4 +98,4 @@ def ancestry_plot(records: Sequence[Mapping[str, Any]], path: str | Path, *, cre
     ax.set_ylabel("validation accuracy")
     ax.set_title(title or "evolution: individuals and the best one's ancestry")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -15,24 +15,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ui.plots import DPI
+from ui.files import DPI, save_png
 
 WIDE_INCHES = (12.0, 5.0)
 COLORS = ("tab:red", "tab:blue", "tab:green", "tab:gray", "tab:purple", "tab:orange", "tab:brown", "tab:pink",
           "tab:olive", "tab:cyan")
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    from ui.export import atomic_write
-
-    out = Path(path)
-    FigureCanvasAgg(fig)
-    with atomic_write(out, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=DPI)
-    return out
 
 
 def _finite(values: Sequence[Any]) -> bool:
@@ -89,7 +78,7 @@ def curves_plot(
     right.set_ylabel("final " + y_label)
     right.set_title("final values over runs")
     right.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _best_so_far(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -139,4 +128,4 @@ def experiments_plot(
             ax.legend(loc="lower right")
     by_time.set_title(title or "progress over wall time")
     by_count.set_title("progress over evaluations")
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -8,17 +8,16 @@ CSV and an object in JSON.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from domain.errors import AmoebaError
 from ui.derive import lineage, population_timeline
+from ui.files import atomic_write
 
 #: The file in an export folder that says whose results it holds.
 SOURCE_FILE = ".amoeba-source.json"
@@ -52,19 +51,6 @@ def claim_folder(out_dir: str | Path, source: Mapping[str, Any], overwrite: bool
     with atomic_write(marker) as fh:
         fh.write(json.dumps(wanted, sort_keys=True, indent=2) + "\n")
 
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write ``path`` through a temporary file renamed over it: a crash leaves the old file or the new one."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with (tmp.open(mode) if "b" in mode else tmp.open(mode, newline="", encoding="utf-8")) as fh:
-            yield fh
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 HISTORY_COLUMNS: tuple[str, ...] = (
     "proposal_seq", "fingerprint", "parent_seq", "mutation", "state", "attempts", "fitness", "accuracy",

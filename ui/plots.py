@@ -7,28 +7,17 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# The object-oriented Figure API with the Agg canvas: no pyplot global state, no display needed.
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+# The object-oriented Figure API (rendered on the Agg canvas by ui.files): no pyplot global state.
 from matplotlib.figure import Figure
 
 from ui.derive import best_so_far, front_line
+from ui.files import DPI, save_png
 
 SIZE_INCHES = (8.0, 5.0)
-DPI = 100  # 800 x 500 pixels
 
 
 def _finite(*values: float | None) -> bool:
     return all(v is not None and math.isfinite(v) for v in values)
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    from ui.export import atomic_write
-
-    out = Path(path)
-    FigureCanvasAgg(fig)
-    with atomic_write(out, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=DPI)
-    return out
 
 
 def progress_plot(
@@ -60,7 +49,7 @@ def progress_plot(
     ax.set_ylabel(y_label)
     ax.set_title(title or "progress")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def front_plot(
@@ -89,7 +78,7 @@ def front_plot(
     ax.set_ylabel(accuracy_label)
     ax.set_title(title or "accuracy vs latency")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def learning_curves_plot(curves: Sequence[Mapping[str, Any]], best: Collection[int], path: str | Path, *,
@@ -120,4 +109,4 @@ def learning_curves_plot(curves: Sequence[Mapping[str, Any]], best: Collection[i
     ax.set_ylabel("validation accuracy")
     ax.set_title(title or "learning curves")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
