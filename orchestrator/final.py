@@ -13,11 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import spaces
 from domain import ExperimentSpec, Individual, InvalidArgument
 from orchestrator.config import parse_spec
 
-#: The preset a space's genomes are retrained with when the user names none.
-DEFAULT_FINAL_PRESET = {"nasnet": "amoebanet-final"}
 MAX_TOP = 100
 
 
@@ -60,7 +59,7 @@ def final_spec(space: str, picks: Sequence[Pick], *, name: str, preset: str | No
     (default: the space's final preset), scored by ``objective`` (the search's, so fitness compares)."""
     if not picks:
         raise InvalidArgument("nothing to retrain: the experiment has no completed individual")
-    chosen = preset or DEFAULT_FINAL_PRESET.get(space)
+    chosen = preset or spaces.get(space).final_preset
     if chosen is None:
         raise InvalidArgument(f"the {space} space has no default final-training preset; pass --preset "
                               "(tiny-final, amoebanet-final, or one of yours)")

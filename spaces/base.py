@@ -64,7 +64,8 @@ class Space:
     references a tabular benchmark (``tables.TableBenchmark``), ``text_form`` parses a short textual
     genome (NAS-Bench-201's arch strings), ``fast_estimate`` may price a genome without lowering it.
     ``training_overrides`` gives the training settings a genome carries (the lse space's learning rate),
-    which replace the experiment's for that child. ``inherit`` starts a child from its parent's trained
+    which replace the experiment's for that child. ``final_preset`` names the training preset ``amoeba
+    retrain`` uses for the space's genomes when the user names none (None: the user must). ``inherit`` starts a child from its parent's trained
     weights: given both genomes, the child's mutation description and the parent's and the child's fresh
     Flax variables (nested dicts of arrays, ``params``/``batch_stats``), it returns the variables to start
     from and how many parameters came from the parent. Both are optional (None: nothing carried, fresh
@@ -87,6 +88,7 @@ class Space:
     configs: Mapping[str, str] = field(default_factory=dict)
     training_overrides: TrainingOverrides | None = None
     inherit: Inherit | None = None
+    final_preset: str | None = None
 
     # --- genomes -----------------------------------------------------------------------------------------
 

@@ -46,4 +46,6 @@ NASNET = Space(
     named={name: _named(name) for name in REFERENCE_CELLS},
     model="nets.nasnet:build",
     configs={"train": "tiny"},
+    # Final training as the paper trained AmoebaNet-A on CIFAR-10 (N = 6, F = 36, 600 epochs).
+    final_preset="amoebanet-final",
 )
