@@ -109,3 +109,20 @@ def build_experiment(url: str, name: str = "exp", evaluations: int = 80, seed: i
             service.fail(got.individual_id, got.token, worker.worker_id, "out of memory")
             continue
         service.report(got.individual_id, got.token, worker.worker_id, nb201_metrics(got))
+
+
+class PartialNB201View:
+    """NB201 whose decision view leaves out the cells with ``none`` on the first edge (a space whose
+    ``decisions`` cannot express every genome: algorithms that learn over decisions must cope)."""
+
+    name = "nb201"
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(spaces.get("nb201").codec, attr)
+
+    def decisions(self, genome: Any) -> Any:
+        from genome import GenomeError
+
+        if genome.ops[0] == "none":
+            raise GenomeError("outside the view")
+        return spaces.get("nb201").codec.decisions(genome)

@@ -13,7 +13,7 @@ import spaces
 from evolution import AlgorithmError, Completed, EvolutionConfig, Member, Proposed, fold, rng_for, verify
 from evolution.guided import GuidedState, _hamming_kernel, _standardized_targets
 from evolution.simulate import run_search
-from genome import GenomeError
+from tests.builders import PartialNB201View
 
 pytestmark = pytest.mark.unit
 
@@ -161,18 +161,7 @@ def test_every_registered_space_runs_and_replays(name: str) -> None:
 
 
 def test_candidates_outside_the_decision_view_get_the_prior_mean() -> None:
-    class PartialView:
-        name = "nb201"
-
-        def __getattr__(self, attr: str):
-            return getattr(NB201.codec, attr)
-
-        def decisions(self, genome):
-            if genome.ops[0] == "none":
-                raise GenomeError("outside the view")
-            return NB201.codec.decisions(genome)
-
     config = EvolutionConfig(4, 2, "guided", 2)
-    result = run_search(config, PartialView(), NB201.build_mutation(), fixed_fitness, max_evaluations=60)
+    result = run_search(config, PartialNB201View(), NB201.build_mutation(), fixed_fitness, max_evaluations=60)
     assert len(result.proposals) == 60
     assert any(p.genome.ops[0] == "none" for p in result.proposals[4:])  # proposed and observed, no error

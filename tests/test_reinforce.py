@@ -27,7 +27,7 @@ from evolution import (
 from evolution.policies import FactorizedPolicy, Layout, LSTMPolicy, Step, log_prob_and_entropy, steps_of
 from evolution.reinforce import ReinforceState
 from evolution.simulate import run_search
-from genome import GenomeError
+from tests.builders import PartialNB201View
 
 pytestmark = pytest.mark.unit
 
@@ -245,22 +245,8 @@ def test_every_registered_space_runs_and_replays(name: str, policy: str) -> None
     assert verify(config.build(space.codec, space.build_mutation()), config.seed, events) is None
 
 
-class _PartialView:
-    """NB201 whose decision view leaves out the cells with ``none`` on the first edge."""
-
-    name = "nb201"
-
-    def __getattr__(self, attr: str):
-        return getattr(NB201.codec, attr)
-
-    def decisions(self, genome):
-        if genome.ops[0] == "none":
-            raise GenomeError("outside the view")
-        return NB201.codec.decisions(genome)
-
-
 def test_a_completed_genome_outside_the_decision_view_moves_the_baseline_only() -> None:
-    algo = EvolutionConfig(4, 2, "rl", 1).build(_PartialView(), NB201.build_mutation())
+    algo = EvolutionConfig(4, 2, "rl", 1).build(PartialNB201View(), NB201.build_mutation())
     state = algo.observe(algo.initial(), Member(0, NB201.from_decisions((1, 2, 3, 4, 1, 2)), 50.0))
     stranger = Member(1, NB201.from_decisions((0, 2, 3, 4, 1, 2)), 80.0)
     after = algo.observe(state, stranger)
